@@ -1,0 +1,60 @@
+/*
+ * json_pb.h: JSON <-> protobuf, driven by protobuf-c descriptors (jansson).
+ *
+ * The proto3 JSON mapping as the API uses it:
+ *   - field names are lowerCamelCase (page_size -> pageSize); on input the
+ *     proto name is accepted too;
+ *   - enums are lower-case strings of their value names ("price_asc"); input
+ *     accepts any case;
+ *   - 64-bit integers are JSON numbers (input also accepts decimal strings);
+ *   - bytes are base64;
+ *   - output carries every scalar and repeated field, defaults included
+ *     (amount 0, "" and []), and a sub-message only when it is set;
+ *   - input rejects unknown fields, wrong types, out-of-range numbers,
+ *     duplicate keys and invalid UTF-8, with a field error naming the field
+ *     (dotted path for nested fields: "shippingAddress.postalCode",
+ *     "items[2].quantity").
+ * Messages are created in an arena (alloc.h): nothing to free piece by piece.
+ */
+#ifndef MALL_JSON_PB_H
+#define MALL_JSON_PB_H
+
+#include <stddef.h>
+
+#include <jansson.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "alloc.h"
+#include "status.h"
+
+/* mall_pb_new: a new message of type desc, initialized to defaults, in a. */
+ProtobufCMessage *mall_pb_new(const ProtobufCMessageDescriptor *desc, mall_arena *a);
+
+/* mall_json_to_pb: parses JSON text (an object) into a new message of type desc
+ * in a.  On error *out is NULL and st is INVALID_ARGUMENT with field errors (or
+ * a message for malformed JSON). */
+mall_code mall_json_to_pb(const char *text, size_t len, const ProtobufCMessageDescriptor *desc,
+                          mall_arena *a, ProtobufCMessage **out, mall_status *st);
+/* mall_json_obj_to_pb: as mall_json_to_pb from a parsed object. */
+mall_code mall_json_obj_to_pb(const json_t *obj, const ProtobufCMessageDescriptor *desc,
+                              mall_arena *a, ProtobufCMessage **out, mall_status *st);
+
+/* mall_pb_to_json: the message as a new jansson object (the caller owns the
+ * reference). */
+json_t *mall_pb_to_json(const ProtobufCMessage *m);
+/* mall_pb_to_json_text: compact JSON text; malloc'd, the caller frees it. */
+char *mall_pb_to_json_text(const ProtobufCMessage *m, size_t *len);
+
+/* mall_pb_set_from_string: sets the scalar or enum field named name (JSON or
+ * proto name) of m from its text form, as in a query string: integers in
+ * decimal within the field's range, bools true/false/1/0, enums by name (any
+ * case); for a repeated field the value is appended.  Unknown names and bad
+ * values are field errors. Strings are copied into a. */
+mall_code mall_pb_set_from_string(ProtobufCMessage *m, mall_arena *a, const char *name,
+                                  const char *value, mall_status *st);
+
+/* mall_utf8_valid: whether s[0..len) is valid UTF-8 (no overlongs, no
+ * surrogates). */
+int mall_utf8_valid(const char *s, size_t len);
+
+#endif
