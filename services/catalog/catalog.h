@@ -1,0 +1,72 @@
+/*
+ * catalog.h: the catalog service's internal interface (mall-catalog).
+ *
+ * Areas: catalog_read.c answers the storefront (list, detail, categories,
+ * stock), catalog_write.c the admin-side writes (categories, products, SKUs,
+ * stock), catalog_cache.c keeps read replies in memory, valid while the
+ * catalog's generation is unchanged.  main.c wires them to the runtime.
+ *
+ * Every handler runs on an RPC worker thread whose state is the worker's own
+ * mall_db_conn (so lib/idem.c can wrap the mutating ones in a transaction).
+ */
+#ifndef MALL_CATALOG_H
+#define MALL_CATALOG_H
+
+#include <stdint.h>
+
+#include "db.h"
+#include "rpc.h"
+#include "status.h"
+
+#include "mall/catalog.pb-c.h"
+
+/* ---- catalog_read.c ---- */
+mall_code catalog_list_products(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
+                                ProtobufCMessage **reply, mall_status *st);
+mall_code catalog_get_product(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
+                              ProtobufCMessage **reply, mall_status *st);
+mall_code catalog_list_categories(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
+                                  ProtobufCMessage **reply, mall_status *st);
+mall_code catalog_get_stock(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
+                            ProtobufCMessage **reply, mall_status *st);
+/* catalog_load_product: the product with id and its SKUs, published or not,
+ * read on conn into arena a.  NOT_FOUND when there is none. */
+mall_code catalog_load_product(mall_db_conn *conn, mall_arena *a, int64_t id,
+                               Mall__Catalog__Product **out, mall_status *st);
+/* catalog_load_sku: the SKU whose code is code. */
+mall_code catalog_load_sku(mall_db_conn *conn, mall_arena *a, const char *code,
+                           Mall__Catalog__Sku **out, mall_status *st);
+
+/* ---- catalog_write.c (MALL_RPC_MUTATING: run inside lib/idem.c's transaction) ---- */
+mall_code catalog_create_category(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
+                                  ProtobufCMessage **reply, mall_status *st);
+mall_code catalog_create_product(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
+                                 ProtobufCMessage **reply, mall_status *st);
+mall_code catalog_update_product(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
+                                 ProtobufCMessage **reply, mall_status *st);
+mall_code catalog_create_sku(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
+                             ProtobufCMessage **reply, mall_status *st);
+mall_code catalog_set_stock(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
+                            ProtobufCMessage **reply, mall_status *st);
+
+/* ---- catalog_cache.c ---- */
+
+/* catalog_cache_start: starts the listener that learns of other instances'
+ * writes (LISTEN catalog_version on its own connection to conninfo). */
+mall_code catalog_cache_start(const char *conninfo, size_t max_entries, mall_status *st);
+void catalog_cache_stop(void);
+/* catalog_cache_generation: the current generation; read it before reading the
+ * database for a reply that will be cached. */
+uint64_t catalog_cache_generation(void);
+/* catalog_cache_invalidate: a write committed (or may have): drop everything. */
+void catalog_cache_invalidate(void);
+/* catalog_cache_get: the reply stored for (method, request bytes) at the
+ * current generation, unpacked into a; NULL if none. */
+ProtobufCMessage *catalog_cache_get(mall_rpc_ctx *ctx);
+/* catalog_cache_put: stores reply for (method, request bytes), read at gen. */
+void catalog_cache_put(mall_rpc_ctx *ctx, uint64_t gen, const ProtobufCMessage *reply);
+/* catalog_bump_version: in a write's transaction: bumps catalog_version and
+ * notifies every instance after commit. */
+mall_code catalog_bump_version(mall_db_conn *conn, mall_status *st);
+
+#endif
