@@ -279,7 +279,7 @@ def test_body_too_large_chunked():
 
 def test_no_host_header():
     r = harness.parse_response(env()["gw"].raw(b"GET /api/v1/products HTTP/1.1\r\n\r\n"))
-    assert_error(r, 400, "invalid_argument")
+    assert_error(r, 400, "bad_request")
 
 
 def test_path_traversal_refused():
