@@ -7,6 +7,8 @@
  *   - enums are lower-case strings of their value names ("price_asc"); input
  *     accepts any case;
  *   - 64-bit integers are JSON numbers (input also accepts decimal strings);
+ *     uint64 values above INT64_MAX are written, and must be given, as
+ *     decimal strings (jansson's integers are signed 64-bit);
  *   - bytes are base64;
  *   - output carries every scalar and repeated field, defaults included
  *     (amount 0, "" and []), and a sub-message only when it is set;
@@ -49,7 +51,8 @@ char *mall_pb_to_json_text(const ProtobufCMessage *m, size_t *len);
  * proto name) of m from its text form, as in a query string: integers in
  * decimal within the field's range, bools true/false/1/0, enums by name (any
  * case); for a repeated field the value is appended.  Unknown names and bad
- * values are field errors. Strings are copied into a. */
+ * values are field errors. Strings are copied into a.  st is not cleared: the
+ * field errors of several calls (one per query parameter) add up in it. */
 mall_code mall_pb_set_from_string(ProtobufCMessage *m, mall_arena *a, const char *name,
                                   const char *value, mall_status *st);
 

@@ -1,0 +1,129 @@
+/*
+ * gateway.h: what the gateway's files share: its settings, the running
+ * gateway, one request being served, the response helpers (server.c) and the
+ * route handlers (ops_routes.c, catalog_routes.c, static.c).
+ *
+ * A request's memory is its arena (r->arena), freed when the response is out;
+ * handlers allocate from it and free nothing.  Every handler answers exactly
+ * once through one of the mall_gw_respond* functions, which add the headers
+ * every response carries: Content-Length, X-Request-Id (the trace id passed to
+ * RPCs), and Cache-Control: no-store for API routes.
+ */
+#ifndef MALL_GW_GATEWAY_H
+#define MALL_GW_GATEWAY_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <civetweb.h>
+#include <protobuf-c/protobuf-c.h>
+
+#include "alloc.h"
+#include "http.h"
+#include "query.h"
+#include "routes.h"
+#include "rpc.h"
+#include "status.h"
+
+/* The settings (MALL_GATEWAY_*, MALL_CATALOG_ADDRS, MALL_RPC_TIMEOUT). */
+typedef struct mall_gw_config {
+	const char *listen;        /* "127.0.0.1:8080" */
+	const char *catalog_addrs; /* "tcp://127.0.0.1:7401,..." */
+	const char *web_root;      /* canonical (realpath) */
+	int64_t max_body;          /* bytes */
+	int64_t max_upload;        /* bytes */
+	int threads;
+	int64_t request_timeout_ms;
+	int64_t rpc_timeout_ms;
+} mall_gw_config;
+
+typedef struct mall_gw {
+	mall_gw_config cfg;
+	struct mg_context *mg;
+	mall_rpc_client *catalog;
+	atomic_bool ready;
+} mall_gw;
+
+typedef struct mall_gw_req {
+	mall_gw *gw;
+	struct mg_connection *conn;
+	const struct mg_request_info *ri;
+	mall_arena *arena;
+	const char *method;
+	const char *path;           /* decoded; NULL when it could not be decoded */
+	const mall_gw_route *route; /* matched route (or the path's, for 405) */
+	const char *param;          /* the decoded {name} segment, or NULL */
+	mall_gw_param *params;      /* the decoded, checked query parameters */
+	size_t nparams;
+	char trace_id[65];
+	bool head;     /* HEAD: headers only */
+	bool api;      /* API path: JSON, no-store */
+	bool close;    /* close the connection after the response */
+	int64_t limit; /* this request's body limit, bytes */
+	mall_gw_body body_kind;
+	const char *body; /* once read (chunked bodies are read before routing) */
+	size_t body_len;
+	bool body_read;
+	int status;   /* the status answered, 0 until then */
+	size_t bytes; /* body bytes answered */
+	char *extra;  /* extra header lines, "Name: value\r\n"... */
+} mall_gw_req;
+
+/* ---- server.c ---- */
+
+/* mall_gw_start: connects the catalog client and starts civetweb; not ready
+ * yet.  On failure nothing is left running. */
+mall_code mall_gw_start(mall_gw **out, const mall_gw_config *cfg, mall_status *st);
+void mall_gw_set_ready(mall_gw *gw, bool ready);
+/* mall_gw_stop: stops civetweb (requests in flight finish), then the client;
+ * frees gw.  NULL is ok. */
+void mall_gw_stop(mall_gw *gw);
+
+/* mall_gw_header: adds a header line to the coming response. */
+void mall_gw_header(mall_gw_req *r, const char *name, const char *value);
+/* mall_gw_respond: answers status with body (not sent for HEAD; its length is). */
+void mall_gw_respond(mall_gw_req *r, int status, const char *content_type, const void *body,
+                     size_t len);
+/* mall_gw_respond_error: answers the JSON error body (http.h). */
+void mall_gw_respond_error(mall_gw_req *r, int status, const char *slug, const char *message,
+                           const mall_status *fields);
+/* mall_gw_respond_status: answers an error status from a service (or the
+ * gateway), with mall_code_http's status; server errors are logged with
+ * their real message and answered with a public one naming service. */
+void mall_gw_respond_status(mall_gw_req *r, const mall_status *st, const char *service);
+/* mall_gw_respond_pb: answers 200 with m as JSON (json_pb.h). */
+void mall_gw_respond_pb(mall_gw_req *r, const ProtobufCMessage *m);
+/* mall_gw_respond_head: sends status and headers for a body of len bytes
+ * that the caller then writes with mall_gw_write (static files). */
+void mall_gw_respond_head(mall_gw_req *r, int status, const char *content_type, size_t len);
+/* mall_gw_write: writes body bytes after mall_gw_respond_head; -1 when the
+ * client is gone. */
+int mall_gw_write(mall_gw_req *r, const void *buf, size_t len);
+
+/* mall_gw_read_body: the request body (up to the route's limit), read into
+ * the arena and checked to be UTF-8 text when utf8 is set.  Too large is
+ * RESOURCE_EXHAUSTED (answer 413 with mall_gw_respond_too_large), a short body
+ * or bad UTF-8 INVALID_ARGUMENT. */
+mall_code mall_gw_read_body(mall_gw_req *r, bool utf8, const char **body, size_t *len,
+                            mall_status *st);
+/* mall_gw_read_json: the body as a message of type desc (mall_json_to_pb):
+ * Content-Type must be JSON, unknown fields and wrong types are field errors. */
+mall_code mall_gw_read_json(mall_gw_req *r, const ProtobufCMessageDescriptor *desc,
+                            ProtobufCMessage **out, mall_status *st);
+/* mall_gw_respond_too_large: 413 and close the connection. */
+void mall_gw_respond_too_large(mall_gw_req *r);
+
+/* ---- handlers, one per mall_gw_route_id ---- */
+
+void mall_gw_handle_healthz(mall_gw_req *r);
+void mall_gw_handle_readyz(mall_gw_req *r);
+void mall_gw_handle_metrics(mall_gw_req *r);
+void mall_gw_handle_openapi(mall_gw_req *r);
+void mall_gw_handle_products(mall_gw_req *r);
+void mall_gw_handle_product(mall_gw_req *r);
+void mall_gw_handle_categories(mall_gw_req *r);
+void mall_gw_handle_static(mall_gw_req *r);
+
+#endif

@@ -1,0 +1,565 @@
+/*
+ * server.c: the gateway's HTTP server on civetweb: one request handler for
+ * every path, which checks the request body's size before anything else,
+ * then the Host header, then routes by method and path (routes.h) to a
+ * handler; and the response helpers every handler answers through
+ * (gateway.h).
+ *
+ * civetweb runs with decode_url=no, so the path arrives as sent and is
+ * decoded here (query.h: %00, malformed escapes and bad UTF-8 are refused),
+ * and with no document_root, so civetweb itself never serves a file, a
+ * directory listing, CGI or SSI: every request reaches handle().
+ */
+#include "gateway.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "json_pb.h"
+#include "log.h"
+#include "metrics.h"
+
+/* ---- responses ---- */
+
+void
+mall_gw_header(mall_gw_req *r, const char *name, const char *value)
+{
+	r->extra =
+	    mall_arena_printf(r->arena, "%s%s: %s\r\n", r->extra ? r->extra : "", name, value);
+}
+
+/* The connection header to send: civetweb keeps a connection open unless the
+ * client asked otherwise (HTTP/1.1) or did not ask to keep it (HTTP/1.0). */
+static const char *
+connection_header(mall_gw_req *r)
+{
+	if (r->close)
+		return "Connection: close\r\n";
+	const char *c = mg_get_header(r->conn, "Connection");
+	bool v10 = r->ri->http_version && strcmp(r->ri->http_version, "1.1") != 0;
+	if (c != NULL && strcasecmp(c, "close") == 0)
+		return "Connection: close\r\n";
+	if (v10)
+		return (c != NULL && strcasecmp(c, "keep-alive") == 0)
+		           ? "Connection: keep-alive\r\n"
+		           : "Connection: close\r\n";
+	return "";
+}
+
+/* The status line and headers of a response into buf (cap bytes). */
+static size_t
+format_head(mall_gw_req *r, int status, const char *ctype, size_t len, char *buf, size_t cap)
+{
+	int n = snprintf(buf, cap,
+	                 "HTTP/1.1 %d %s\r\n"
+	                 "Content-Type: %s\r\n"
+	                 "Content-Length: %zu\r\n"
+	                 "%s"
+	                 "X-Request-Id: %s\r\n"
+	                 "X-Content-Type-Options: nosniff\r\n"
+	                 "%s%s\r\n",
+	                 status, mall_gw_reason(status), ctype, len,
+	                 r->api ? "Cache-Control: no-store\r\n" : "", r->trace_id,
+	                 r->extra ? r->extra : "", connection_header(r));
+	return n < 0 ? 0 : ((size_t)n >= cap ? cap - 1 : (size_t)n);
+}
+
+static size_t
+head_cap(mall_gw_req *r, const char *ctype)
+{
+	return 320 + strlen(ctype) + (r->extra ? strlen(r->extra) : 0);
+}
+
+/*
+ * Closes the connection after the response just sent, without draining the
+ * request body (after a 413 the client may still be sending megabytes).
+ * civetweb 1.15 has no call that closes a server connection, and reads an
+ * unread body to its end before the next request unless its must_close flag
+ * is set; mg_send_http_error sets that flag.  Called for a status without a
+ * body once our response is out (mg_write marked the response as sent), it
+ * writes nothing and only marks the connection to be closed.
+ */
+static void
+close_after_response(mall_gw_req *r)
+{
+	mg_send_http_error(r->conn, 304, "%s", "");
+}
+
+void
+mall_gw_respond(mall_gw_req *r, int status, const char *ctype, const void *body, size_t len)
+{
+	if (r->status != 0) {
+		mall_log_error(r->trace_id, "second response to %s %s ignored", r->method,
+		               r->path ? r->path : "?");
+		return;
+	}
+	r->status = status;
+	r->bytes = r->head ? 0 : len;
+	/* headers and body in one write: one TCP segment for small answers */
+	size_t hcap = head_cap(r, ctype);
+	char *buf = mall_arena_alloc(r->arena, hcap + (r->head ? 0 : len));
+	size_t n = format_head(r, status, ctype, len, buf, hcap);
+	if (!r->head && len > 0) {
+		memcpy(buf + n, body, len);
+		n += len;
+	}
+	mg_write(r->conn, buf, n);
+	if (r->close)
+		close_after_response(r);
+}
+
+void
+mall_gw_respond_head(mall_gw_req *r, int status, const char *ctype, size_t len)
+{
+	r->status = status;
+	r->bytes = r->head ? 0 : len;
+	size_t cap = head_cap(r, ctype);
+	char *buf = mall_arena_alloc(r->arena, cap);
+	size_t n = format_head(r, status, ctype, len, buf, cap);
+	mg_write(r->conn, buf, n);
+}
+
+int
+mall_gw_write(mall_gw_req *r, const void *buf, size_t len)
+{
+	return mg_write(r->conn, buf, len) == (int)len ? 0 : -1;
+}
+
+void
+mall_gw_respond_error(mall_gw_req *r, int status, const char *slug, const char *message,
+                      const mall_status *fields)
+{
+	size_t len;
+	char *body = mall_gw_error_json(r->arena, slug, message, fields, &len);
+	mall_gw_respond(r, status, MALL_GW_JSON, body, len);
+}
+
+void
+mall_gw_respond_status(mall_gw_req *r, const mall_status *st, const char *service)
+{
+	int http = mall_code_http(st->code);
+	char buf[160];
+	const char *msg = mall_gw_public_message(st, service, buf, sizeof(buf));
+	if (http >= 500)
+		mall_log_warn(r->trace_id, "%s %s: %s: %s", r->method, r->path ? r->path : "?",
+		              mall_code_name(st->code), st->message);
+	if (st->code == MALL_UNAVAILABLE)
+		mall_gw_header(r, "Retry-After", "1");
+	mall_gw_respond_error(r, http, mall_code_slug(st->code), msg, st->nfields ? st : NULL);
+}
+
+void
+mall_gw_respond_pb(mall_gw_req *r, const ProtobufCMessage *m)
+{
+	size_t len;
+	char *text = mall_pb_to_json_text(m, &len);
+	mall_gw_respond(r, 200, MALL_GW_JSON, text, len);
+	free(text);
+}
+
+void
+mall_gw_respond_too_large(mall_gw_req *r)
+{
+	char msg[128];
+	snprintf(msg, sizeof(msg), "request body is larger than the limit of %" PRId64 " bytes",
+	         r->limit);
+	r->close = true;
+	mall_gw_respond_error(r, 413, "payload_too_large", msg, NULL);
+}
+
+/* ---- request bodies ---- */
+
+/* Before the first read of a body: a client that sent "Expect: 100-continue"
+ * waits for this interim answer before it sends the body (civetweb sends it
+ * only for the files it serves itself). */
+static void
+continue_if_expected(mall_gw_req *r)
+{
+	const char *e = mg_get_header(r->conn, "Expect");
+	if (e != NULL && strcasecmp(e, "100-continue") == 0 && r->ri->http_version != NULL &&
+	    strcmp(r->ri->http_version, "1.1") == 0)
+		mg_write(r->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+}
+
+/* Reads a chunked body in pieces into the arena; stops as soon as it passes
+ * the limit.  Returns MALL_OK, RESOURCE_EXHAUSTED (too large) or
+ * INVALID_ARGUMENT (broken chunk framing, client gone). */
+static mall_code
+read_chunked(mall_gw_req *r, mall_status *st)
+{
+	size_t limit = (size_t)r->limit;
+	size_t cap = limit < 16384 ? limit + 1 : 16384;
+	size_t len = 0;
+	char *buf = mall_arena_alloc(r->arena, cap + 1);
+	continue_if_expected(r);
+	for (;;) {
+		if (len == cap) {
+			if (cap > limit)
+				return mall_status_set(st, MALL_RESOURCE_EXHAUSTED,
+				                       "body too large");
+			size_t ncap = cap * 2 > limit + 1 ? limit + 1 : cap * 2;
+			char *nbuf = mall_arena_alloc(r->arena, ncap + 1);
+			memcpy(nbuf, buf, len);
+			buf = nbuf;
+			cap = ncap;
+		}
+		int n = mg_read(r->conn, buf + len, cap - len);
+		if (n == 0)
+			break;
+		if (n < 0)
+			return mall_status_set(st, MALL_INVALID_ARGUMENT,
+			                       "could not read the request body");
+		len += (size_t)n;
+		if (len > limit)
+			return mall_status_set(st, MALL_RESOURCE_EXHAUSTED, "body too large");
+	}
+	buf[len] = '\0';
+	r->body = buf;
+	r->body_len = len;
+	r->body_read = true;
+	return MALL_OK;
+}
+
+mall_code
+mall_gw_read_body(mall_gw_req *r, bool utf8, const char **body, size_t *len, mall_status *st)
+{
+	if (!r->body_read) {
+		if (r->body_kind == MALL_GW_BODY_LENGTH) {
+			size_t want = (size_t)r->ri->content_length;
+			char *buf = mall_arena_alloc(r->arena, want + 1);
+			size_t got = 0;
+			continue_if_expected(r);
+			while (got < want) {
+				int n = mg_read(r->conn, buf + got, want - got);
+				if (n <= 0)
+					break;
+				got += (size_t)n;
+			}
+			if (got < want) {
+				r->close = true;
+				return mall_status_set(st, MALL_INVALID_ARGUMENT,
+				                       "request body ended after %zu of %zu bytes",
+				                       got, want);
+			}
+			r->body = buf;
+			r->body_len = got;
+		} else {
+			r->body = "";
+			r->body_len = 0;
+		}
+		r->body_read = true;
+	}
+	if (utf8 && !mall_utf8_valid(r->body, r->body_len))
+		return mall_status_set(st, MALL_INVALID_ARGUMENT,
+		                       "request body is not valid UTF-8");
+	*body = r->body;
+	*len = r->body_len;
+	return MALL_OK;
+}
+
+mall_code
+mall_gw_read_json(mall_gw_req *r, const ProtobufCMessageDescriptor *desc, ProtobufCMessage **out,
+                  mall_status *st)
+{
+	*out = NULL;
+	if (!mall_gw_media_is_json(mg_get_header(r->conn, "Content-Type")))
+		return mall_status_set(st, MALL_INVALID_ARGUMENT,
+		                       "request body must be application/json");
+	const char *body;
+	size_t len;
+	mall_code c = mall_gw_read_body(r, true, &body, &len, st);
+	if (c != MALL_OK)
+		return c;
+	return mall_json_to_pb(body, len, desc, r->arena, out, st);
+}
+
+/* ---- dispatch ---- */
+
+typedef void (*handler_fn)(mall_gw_req *r);
+
+static const handler_fn handlers[MALL_GW_ROUTE_COUNT] = {
+    [MALL_GW_ROUTE_HEALTHZ] = mall_gw_handle_healthz,
+    [MALL_GW_ROUTE_READYZ] = mall_gw_handle_readyz,
+    [MALL_GW_ROUTE_METRICS] = mall_gw_handle_metrics,
+    [MALL_GW_ROUTE_OPENAPI] = mall_gw_handle_openapi,
+    [MALL_GW_ROUTE_PRODUCTS] = mall_gw_handle_products,
+    [MALL_GW_ROUTE_PRODUCT] = mall_gw_handle_product,
+    [MALL_GW_ROUTE_CATEGORIES] = mall_gw_handle_categories,
+    [MALL_GW_ROUTE_STATIC] = mall_gw_handle_static,
+};
+
+static int64_t
+limit_bytes(const mall_gw *gw, const mall_gw_route *route)
+{
+	if (route != NULL && route->limit == MALL_GW_LIMIT_UPLOAD)
+		return gw->cfg.max_upload;
+	return gw->cfg.max_body;
+}
+
+/* Whether the request has exactly one Host header (HTTP/1.1 requires it). */
+static bool
+host_ok(const mall_gw_req *r)
+{
+	if (r->ri->http_version == NULL || strcmp(r->ri->http_version, "1.0") == 0 ||
+	    strcmp(r->ri->http_version, "0.9") == 0)
+		return true;
+	int n = 0;
+	for (int i = 0; i < r->ri->num_headers; i++)
+		if (strcasecmp(r->ri->http_headers[i].name, "Host") == 0)
+			n++;
+	return n == 1;
+}
+
+static void
+serve(mall_gw_req *r)
+{
+	const struct mg_request_info *ri = r->ri;
+	const char *raw = ri->local_uri_raw ? ri->local_uri_raw : ri->request_uri;
+	if (raw == NULL)
+		raw = "";
+
+	/* the path as sent, decoded by us; matched first only to learn the
+	 * route's body limit */
+	size_t rawlen = strlen(raw);
+	char *path = mall_arena_alloc(r->arena, rawlen + 1);
+	size_t plen;
+	mall_gw_decode_err perr =
+	    raw[0] == '/' ? mall_gw_percent_decode(raw, rawlen, false, true, path, &plen)
+	                  : MALL_GW_DECODE_ESCAPE;
+	mall_gw_match m;
+	if (perr == MALL_GW_DECODE_OK) {
+		r->path = path;
+		mall_gw_route_match(r->method, path, &m);
+		r->api = m.api;
+		r->route = m.route;
+	} else {
+		memset(&m, 0, sizeof(m));
+		m.result = MALL_GW_MATCH_NOT_FOUND;
+		r->api = mall_gw_path_is_api(raw);
+	}
+
+	/* 1. the body's size, before anything is read or routed */
+	r->limit = limit_bytes(r->gw, m.route);
+	r->body_kind = mall_gw_body_check(ri->content_length,
+	                                  mg_get_header(r->conn, "Transfer-Encoding"), r->limit);
+	mall_status st;
+	mall_status_clear(&st);
+	switch (r->body_kind) {
+	case MALL_GW_BODY_TOO_LARGE:
+		mall_gw_respond_too_large(r);
+		return;
+	case MALL_GW_BODY_BAD:
+		r->close = true;
+		mall_gw_respond_error(r, 400, "bad_request",
+		                      "unsupported Transfer-Encoding (only chunked, without "
+		                      "Content-Length)",
+		                      NULL);
+		return;
+	case MALL_GW_BODY_CHUNKED:
+		if (read_chunked(r, &st) != MALL_OK) {
+			if (st.code == MALL_RESOURCE_EXHAUSTED) {
+				mall_gw_respond_too_large(r);
+			} else {
+				r->close = true;
+				mall_gw_respond_error(r, 400, "bad_request", st.message, NULL);
+			}
+			return;
+		}
+		break;
+	case MALL_GW_BODY_NONE:
+	case MALL_GW_BODY_LENGTH:
+		break;
+	}
+
+	/* 2. the Host header */
+	if (!host_ok(r)) {
+		mall_gw_respond_error(r, 400, "bad_request",
+		                      "an HTTP/1.1 request needs exactly one Host header", NULL);
+		return;
+	}
+
+	/* 3. the route */
+	if (perr != MALL_GW_DECODE_OK) {
+		char msg[96];
+		snprintf(msg, sizeof(msg), "invalid request path: %s",
+		         mall_gw_decode_err_text(perr));
+		mall_gw_respond_error(r, 400, "bad_request", msg, NULL);
+		return;
+	}
+	if (m.result == MALL_GW_MATCH_METHOD) {
+		char msg[400];
+		snprintf(msg, sizeof(msg), "method %.16s is not allowed for %.200s (allowed: %s)",
+		         r->method, path, m.allow);
+		mall_gw_header(r, "Allow", m.allow);
+		mall_gw_respond_error(r, 405, "method_not_allowed", msg, NULL);
+		return;
+	}
+	if (m.result == MALL_GW_MATCH_NOT_FOUND) {
+		char msg[300];
+		snprintf(msg, sizeof(msg), "no route for %.16s %.200s", r->method, path);
+		mall_gw_respond_error(r, 404, "not_found", msg, NULL);
+		return;
+	}
+	if (m.param != NULL)
+		r->param = mall_arena_strndup(r->arena, m.param, m.param_len);
+
+	/* 4. the query parameters the route accepts */
+	if (!(m.route->flags & MALL_GW_ROUTE_ANY_QUERY)) {
+		/* every field error at once: the undecodable ones and the bad values */
+		mall_code qc =
+		    mall_gw_query_parse(ri->query_string, r->arena, &r->params, &r->nparams, &st);
+		mall_code pc = mall_gw_params_check(r->params, r->nparams, m.route->params,
+		                                    m.route->nparams, &st);
+		if (qc != MALL_OK || pc != MALL_OK) {
+			mall_gw_respond_status(r, &st, "gateway");
+			return;
+		}
+	}
+	handlers[m.route->id](r);
+	if (r->status == 0) {
+		mall_log_error(r->trace_id, "handler of %s %s gave no response", r->method, path);
+		mall_gw_respond_error(r, 500, "internal", "internal error in gateway", NULL);
+	}
+}
+
+static double
+now_seconds(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int
+handle(struct mg_connection *conn, void *cbdata)
+{
+	double t0 = now_seconds();
+	mall_gw_req r;
+	memset(&r, 0, sizeof(r));
+	r.gw = cbdata;
+	r.conn = conn;
+	r.ri = mg_get_request_info(conn);
+	r.arena = mall_arena_new();
+	r.method = r.ri->request_method ? r.ri->request_method : "";
+	r.head = strcmp(r.method, "HEAD") == 0;
+	const char *rid = mg_get_header(conn, "X-Request-Id");
+	if (rid != NULL && mall_gw_request_id_valid(rid))
+		snprintf(r.trace_id, sizeof(r.trace_id), "%s", rid);
+	else
+		mall_rpc_new_id(r.trace_id);
+
+	serve(&r);
+
+	double secs = now_seconds() - t0;
+	char label[96], code[8];
+	const char *pattern = r.route != NULL ? r.route->pattern : "unmatched";
+	snprintf(label, sizeof(label), "%s %s", mall_gw_method_label(r.method), pattern);
+	snprintf(code, sizeof(code), "%d", r.status);
+	mall_metrics_observe("mall_http", label, code, secs);
+
+	mall_log_level lvl = r.status >= 500   ? MALL_LOG_WARN
+	                     : r.status >= 400 ? MALL_LOG_INFO
+	                                       : MALL_LOG_DEBUG;
+	if (mall_log_enabled(lvl)) {
+		const char *q = r.ri->query_string;
+		mall_log(lvl, r.trace_id,
+		         "http %s %.300s%s%.300s %d %zu bytes %.3f ms route=\"%s\" remote=%s",
+		         r.method,
+		         r.path ? r.path : (r.ri->local_uri_raw ? r.ri->local_uri_raw : "?"),
+		         q ? "?" : "", q ? q : "", r.status, r.bytes, secs * 1000, pattern,
+		         r.ri->remote_addr);
+	}
+	int status = r.status;
+	mall_arena_free(r.arena);
+	return status > 0 ? status : 500;
+}
+
+/* ---- lifecycle ---- */
+
+static int
+log_message_cb(const struct mg_connection *conn, const char *message)
+{
+	(void)conn;
+	mall_log_warn(NULL, "civetweb: %s", message);
+	return 1;
+}
+
+mall_code
+mall_gw_start(mall_gw **out, const mall_gw_config *cfg, mall_status *st)
+{
+	*out = NULL;
+	mall_gw *gw = mall_xcalloc(1, sizeof(*gw));
+	gw->cfg = *cfg;
+	atomic_store(&gw->ready, false);
+
+	mall_rpc_client_opts copts = {.timeout_ms = cfg->rpc_timeout_ms};
+	if (copts.timeout_ms < 1000)
+		copts.try_timeout_ms = copts.timeout_ms;
+	mall_code c = mall_rpc_client_new(&gw->catalog, "catalog", cfg->catalog_addrs, &copts, st);
+	if (c != MALL_OK) {
+		free(gw);
+		return c;
+	}
+
+	char threads[16], timeout[24];
+	snprintf(threads, sizeof(threads), "%d", cfg->threads);
+	snprintf(timeout, sizeof(timeout), "%" PRId64, cfg->request_timeout_ms);
+	/* clang-format off */
+	const char *options[] = {
+		"listening_ports", cfg->listen,
+		"num_threads", threads,
+		"request_timeout_ms", timeout,
+		"enable_keep_alive", "yes",
+		/* without it a keep-alive answer waits ~40 ms (Nagle + delayed ACK) */
+		"tcp_nodelay", "1",
+		/* the path is decoded (and checked) by serve(), not by civetweb */
+		"decode_url", "no",
+		"enable_directory_listing", "no",
+		"cgi_pattern", "",
+		"ssi_pattern", "",
+		/* no cross-origin grants: the storefront is served from this origin */
+		"access_control_allow_origin", "",
+		"access_control_allow_methods", "",
+		"access_control_allow_headers", "",
+		NULL,
+	};
+	/* clang-format on */
+	struct mg_callbacks cbs;
+	memset(&cbs, 0, sizeof(cbs));
+	cbs.log_message = log_message_cb;
+	mg_init_library(0);
+	gw->mg = mg_start(&cbs, gw, options);
+	if (gw->mg == NULL) {
+		mall_rpc_client_free(gw->catalog);
+		free(gw);
+		return mall_status_set(st, MALL_UNAVAILABLE, "could not listen on %s for HTTP",
+		                       cfg->listen);
+	}
+	mg_set_request_handler(gw->mg, "/", handle, gw);
+	*out = gw;
+	return MALL_OK;
+}
+
+void
+mall_gw_set_ready(mall_gw *gw, bool ready)
+{
+	atomic_store(&gw->ready, ready);
+}
+
+void
+mall_gw_stop(mall_gw *gw)
+{
+	if (gw == NULL)
+		return;
+	mg_stop(gw->mg);
+	mall_rpc_client_free(gw->catalog);
+	mg_exit_library();
+	free(gw);
+}
