@@ -12,6 +12,9 @@ endif()
 add_compile_options(-Wall -Wextra -Wstrict-prototypes -Wmissing-prototypes
                     -Wimplicit-fallthrough -Wno-unused-parameter)
 add_compile_definitions(_GNU_SOURCE)
+# Link only the libraries a binary uses: libmall pulls in libcurl, libsodium and
+# more for some services; the others should not map them (idle RSS).
+add_link_options(-Wl,--as-needed)
 if(MALL_WERROR)
   add_compile_options(-Werror)
 endif()
