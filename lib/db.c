@@ -124,9 +124,8 @@ quiet_notice(void *arg, const char *message)
 	(void)message;
 }
 
-/* first_line: the first line of a libpq message, without "ERROR:  " noise. */
-static void
-first_line(char *out, size_t cap, const char *msg)
+void
+mall_db_first_line(char *out, size_t cap, const char *msg)
 {
 	if (msg == NULL || *msg == '\0')
 		msg = "connection lost";
@@ -161,7 +160,7 @@ ensure(mall_db_conn *c, mall_status *st)
 		abort(); /* libpq could not allocate */
 	if (PQstatus(pg) != CONNECTION_OK) {
 		char why[200];
-		first_line(why, sizeof(why), PQerrorMessage(pg));
+		mall_db_first_line(why, sizeof(why), PQerrorMessage(pg));
 		PQfinish(pg);
 		memcpy(c->sqlstate, "08001", 6);
 		mall_status_set(st, MALL_UNAVAILABLE, "could not connect to database %s: %s",
@@ -221,11 +220,11 @@ fail(mall_db_conn *c, mall_status *st, PGresult *res, const char *what)
 	const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
 	char why[220];
 	if (primary != NULL)
-		first_line(why, sizeof(why), primary);
+		mall_db_first_line(why, sizeof(why), primary);
 	else if (res != NULL && *PQresultErrorMessage(res) != '\0')
-		first_line(why, sizeof(why), PQresultErrorMessage(res));
+		mall_db_first_line(why, sizeof(why), PQresultErrorMessage(res));
 	else
-		first_line(why, sizeof(why), c->pg ? PQerrorMessage(c->pg) : NULL);
+		mall_db_first_line(why, sizeof(why), c->pg ? PQerrorMessage(c->pg) : NULL);
 	if (state == NULL || strlen(state) != 5)
 		state = broken(c) ? "08006" : "XX000";
 	memcpy(c->sqlstate, state, 6);
@@ -472,7 +471,7 @@ mall_db_open(mall_db **out, const char *conninfo, int size, mall_status *st)
 	PQconninfoOption *opts = PQconninfoParse(conninfo, &err);
 	if (opts == NULL) {
 		char why[200];
-		first_line(why, sizeof(why), err ? err : "out of memory");
+		mall_db_first_line(why, sizeof(why), err ? err : "out of memory");
 		PQfreemem(err);
 		return mall_status_set(st, MALL_INVALID_ARGUMENT,
 		                       "invalid database connection string: %s", why);

@@ -67,6 +67,10 @@ bool mall_db_in_tx(const mall_db_conn *c);
 /* mall_db_sqlstate: the SQLSTATE of the last failed statement ("" if none). */
 const char *mall_db_sqlstate(const mall_db_conn *c);
 
+/* mall_db_first_line: the first line of a libpq message (trailing blanks cut),
+ * or "connection lost" for none, into out. */
+void mall_db_first_line(char *out, size_t cap, const char *msg);
+
 /* Helpers to read results: the value of row r, column c, parsed. */
 int64_t mall_db_int64(const PGresult *res, int row, int col);
 bool mall_db_bool(const PGresult *res, int row, int col);

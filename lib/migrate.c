@@ -11,6 +11,8 @@
  */
 #include "migrate.h"
 
+#include "db.h"
+
 #include <inttypes.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -30,23 +32,12 @@ typedef struct applied {
 	char *checksum;
 } applied;
 
-static void
-first_line(char *out, size_t cap, const char *msg)
-{
-	if (msg == NULL || *msg == '\0')
-		msg = "connection lost";
-	size_t n = strcspn(msg, "\n");
-	while (n > 0 && (msg[n - 1] == ' ' || msg[n - 1] == '\r'))
-		n--;
-	snprintf(out, cap, "%.*s", (int)n, msg);
-}
-
 /* why: the primary message of a failed result (or of the connection). */
 static void
 why(char *out, size_t cap, PGconn *conn, const PGresult *res)
 {
 	const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
-	first_line(out, cap, primary ? primary : PQerrorMessage(conn));
+	mall_db_first_line(out, cap, primary ? primary : PQerrorMessage(conn));
 }
 
 static mall_code

@@ -18,62 +18,32 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "support/testdb.h"
 #include "db.h"
 
-static const char *admin_conninfo;
-static char dbname[64];
-static char conninfo[512];
-static int dbseq;
+static mall_testdb tdb;
 
-static PGconn *
-admin(void)
-{
-	PGconn *a = PQconnectdb(admin_conninfo);
-	if (PQstatus(a) != CONNECTION_OK)
-		fail_msg("could not connect with MALL_TEST_PG_ADMIN: %s", PQerrorMessage(a));
-	return a;
-}
 
-static void
-admin_exec(const char *sql)
-{
-	PGconn *a = admin();
-	PGresult *r = PQexec(a, sql);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-		fail_msg("admin query %s failed: %s", sql, PQerrorMessage(a));
-	PQclear(r);
-	PQfinish(a);
-}
 
 static int
 group_setup(void **state)
 {
-	admin_conninfo = getenv("MALL_TEST_PG_ADMIN");
-	if (admin_conninfo == NULL || *admin_conninfo == '\0') {
-		fprintf(stderr, "MALL_TEST_PG_ADMIN is not set: it must be the libpq conninfo of "
-		                "a PostgreSQL superuser (script/test sets it)\n");
+	if (mall_testdb_admin() == NULL)
 		return -1;
-	}
 	return 0;
 }
 
 static int
 setup(void **state)
 {
-	char sql[160];
-	snprintf(dbname, sizeof(dbname), "mall_t_db_%d_%d", (int)getpid(), ++dbseq);
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
-	admin_exec(sql);
-	snprintf(conninfo, sizeof(conninfo), "%s dbname=%s", admin_conninfo, dbname);
+	mall_testdb_create(&tdb, "mall_t_db");
 	return 0;
 }
 
 static int
 teardown(void **state)
 {
-	char sql[160];
-	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname);
-	admin_exec(sql);
+	mall_testdb_drop(&tdb);
 	return 0;
 }
 
@@ -111,13 +81,13 @@ kill_backend(int64_t pid)
 {
 	char sql[96];
 	snprintf(sql, sizeof(sql), "SELECT pg_terminate_backend(%lld, 5000)", (long long)pid);
-	admin_exec(sql);
+	mall_testdb_admin_exec(sql);
 }
 
 static void
 test_params_verbatim(void **state)
 {
-	mall_db_conn *c = mall_db_conn_new(conninfo);
+	mall_db_conn *c = mall_db_conn_new(tdb.conninfo);
 	mall_status st;
 	mall_status_clear(&st);
 	exec_ok(c, "CREATE TABLE t (id bigserial PRIMARY KEY, v text, n int, ok boolean)");
@@ -160,7 +130,7 @@ test_params_verbatim(void **state)
 static void
 test_error_codes(void **state)
 {
-	mall_db_conn *c = mall_db_conn_new(conninfo);
+	mall_db_conn *c = mall_db_conn_new(tdb.conninfo);
 	mall_status st;
 	mall_status_clear(&st);
 	exec_ok(c, "CREATE TABLE u (k text PRIMARY KEY, q int NOT NULL CHECK (q > 0))");
@@ -170,7 +140,7 @@ test_error_codes(void **state)
 	assert_int_equal(mall_db_exec_cmd(c, &st, "INSERT INTO u VALUES ($1, $2)", 2, p), -1);
 	assert_int_equal(st.code, MALL_ALREADY_EXISTS);
 	assert_string_equal(mall_db_sqlstate(c), "23505");
-	assert_non_null(strstr(st.message, dbname));
+	assert_non_null(strstr(st.message, tdb.name));
 	assert_non_null(strstr(st.message, "u_pkey"));
 
 	const char *bad[2] = {"sku-2", "0"};
@@ -199,7 +169,7 @@ test_transactions(void **state)
 	mall_db *db = NULL;
 	mall_status st;
 	mall_status_clear(&st);
-	assert_int_equal(mall_db_open(&db, conninfo, 2, &st), MALL_OK);
+	assert_int_equal(mall_db_open(&db, tdb.conninfo, 2, &st), MALL_OK);
 	mall_db_conn *a = mall_db_acquire(db);
 	mall_db_conn *b = mall_db_acquire(db);
 	assert_ptr_not_equal(a, b);
@@ -245,7 +215,7 @@ test_transactions(void **state)
 static void
 test_survives_restart(void **state)
 {
-	mall_db_conn *c = mall_db_conn_new(conninfo);
+	mall_db_conn *c = mall_db_conn_new(tdb.conninfo);
 	mall_status st;
 	mall_status_clear(&st);
 	exec_ok(c, "CREATE TABLE t (v int)");
@@ -272,7 +242,7 @@ test_survives_restart(void **state)
 static void
 test_lost_in_transaction(void **state)
 {
-	mall_db_conn *c = mall_db_conn_new(conninfo);
+	mall_db_conn *c = mall_db_conn_new(tdb.conninfo);
 	mall_status st;
 	mall_status_clear(&st);
 	exec_ok(c, "CREATE TABLE t (v int)");
@@ -282,7 +252,7 @@ test_lost_in_transaction(void **state)
 
 	assert_int_equal(mall_db_exec_cmd(c, &st, "INSERT INTO t VALUES (2)", 0, NULL), -1);
 	assert_int_equal(st.code, MALL_UNAVAILABLE);
-	assert_non_null(strstr(st.message, dbname));
+	assert_non_null(strstr(st.message, tdb.name));
 	/* the unit is gone: later statements must not run outside it */
 	assert_true(mall_db_in_tx(c));
 	mall_status_clear(&st);
@@ -357,7 +327,7 @@ test_pool_threads(void **state)
 {
 	mall_status st;
 	mall_status_clear(&st);
-	assert_int_equal(mall_db_open(&pool, conninfo, POOL, &st), MALL_OK);
+	assert_int_equal(mall_db_open(&pool, tdb.conninfo, POOL, &st), MALL_OK);
 	mall_db_conn *c = mall_db_acquire(pool);
 	exec_ok(c, "CREATE TABLE t (thread int, backend int)");
 	mall_db_release(c);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "support/testdb.h"
 #include "db.h"
 #include "idem.h"
 #include "migrate.h"
@@ -41,9 +42,7 @@ static const ProtobufCServiceDescriptor things_svc = {
     things_by_name,
 };
 
-static const char *admin_conninfo;
-static char dbname[64];
-static char conninfo[512];
+static mall_testdb tdb;
 static char url[128];
 static mall_db *pool;       /* one connection per server worker */
 static mall_db_conn *check; /* the test's own, to look at the tables */
@@ -52,18 +51,6 @@ static mall_rpc_client *client;
 static atomic_int runs;
 static atomic_int runs_outside_tx;
 
-static void
-admin_exec(const char *sql)
-{
-	PGconn *a = PQconnectdb(admin_conninfo);
-	if (PQstatus(a) != CONNECTION_OK)
-		fail_msg("could not connect with MALL_TEST_PG_ADMIN: %s", PQerrorMessage(a));
-	PGresult *r = PQexec(a, sql);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-		fail_msg("admin query %s failed: %s", sql, PQerrorMessage(a));
-	PQclear(r);
-	PQfinish(a);
-}
 
 static mall_code
 create_thing(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **reply,
@@ -112,32 +99,24 @@ worker_fini(void *state)
 static int
 group_setup(void **state)
 {
-	admin_conninfo = getenv("MALL_TEST_PG_ADMIN");
-	if (admin_conninfo == NULL || *admin_conninfo == '\0') {
-		fprintf(stderr, "MALL_TEST_PG_ADMIN is not set: it must be the libpq conninfo of "
-		                "a PostgreSQL superuser (script/test sets it)\n");
+	if (mall_testdb_admin() == NULL)
 		return -1;
-	}
-	char sql[160];
-	snprintf(dbname, sizeof(dbname), "mall_t_idem_%d", (int)getpid());
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
-	admin_exec(sql);
-	snprintf(conninfo, sizeof(conninfo), "%s dbname=%s", admin_conninfo, dbname);
+	mall_testdb_create(&tdb, "mall_t_idem");
 
 	mall_status st;
 	mall_status_clear(&st);
-	mall_db_conn *c = mall_db_conn_new(conninfo);
+	mall_db_conn *c = mall_db_conn_new(tdb.conninfo);
 	const mall_migration_set *sets[] = {&mall_migrations_runtime};
 	PGconn *pg = mall_db_pg(c, &st);
 	if (pg == NULL || mall_migrate(pg, sets, 1, &st) != MALL_OK ||
 	    mall_db_exec_cmd(c, &st, "CREATE TABLE things (id serial PRIMARY KEY, name text)", 0,
 	                     NULL) < 0) {
-		fprintf(stderr, "could not prepare %s: %s\n", dbname, st.message);
+		fprintf(stderr, "could not prepare %s: %s\n", tdb.name, st.message);
 		return -1;
 	}
 	check = c;
 
-	if (mall_db_open(&pool, conninfo, 4, &st) != MALL_OK)
+	if (mall_db_open(&pool, tdb.conninfo, 4, &st) != MALL_OK)
 		return -1;
 	snprintf(url, sizeof(url), "ipc:///tmp/mall_t_idem_%d.sock", (int)getpid());
 	unlink(url + strlen("ipc://"));
@@ -170,11 +149,8 @@ group_teardown(void **state)
 	mall_db_conn_free(check);
 	if (url[0] != '\0')
 		unlink(url + strlen("ipc://")); /* nng leaves the socket file behind */
-	if (admin_conninfo == NULL || *admin_conninfo == '\0')
-		return 0;
-	char sql[160];
-	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname);
-	admin_exec(sql);
+	if (tdb.name[0] != '\0')
+		mall_testdb_drop(&tdb);
 	return 0;
 }
 

@@ -19,69 +19,45 @@
 
 #include <sodium.h>
 
+#include "support/testdb.h"
 #include "migrate.h"
 
-static const char *admin_conninfo;
-static char dbname[64];
-static char conninfo[512];
-static int dbseq;
+static mall_testdb tdb;
 
 #define M(n, s)                                                                                    \
 	{                                                                                          \
 		n, s, sizeof(s) - 1                                                                \
 	}
 
-static void
-admin_exec(const char *sql)
-{
-	PGconn *a = PQconnectdb(admin_conninfo);
-	if (PQstatus(a) != CONNECTION_OK)
-		fail_msg("could not connect with MALL_TEST_PG_ADMIN: %s", PQerrorMessage(a));
-	PGresult *r = PQexec(a, sql);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-		fail_msg("admin query %s failed: %s", sql, PQerrorMessage(a));
-	PQclear(r);
-	PQfinish(a);
-}
 
 static int
 group_setup(void **state)
 {
-	admin_conninfo = getenv("MALL_TEST_PG_ADMIN");
-	if (admin_conninfo == NULL || *admin_conninfo == '\0') {
-		fprintf(stderr, "MALL_TEST_PG_ADMIN is not set: it must be the libpq conninfo of "
-		                "a PostgreSQL superuser (script/test sets it)\n");
+	if (mall_testdb_admin() == NULL)
 		return -1;
-	}
 	return sodium_init() < 0 ? -1 : 0;
 }
 
 static int
 setup(void **state)
 {
-	char sql[160];
-	snprintf(dbname, sizeof(dbname), "mall_t_migrate_%d_%d", (int)getpid(), ++dbseq);
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", dbname);
-	admin_exec(sql);
-	snprintf(conninfo, sizeof(conninfo), "%s dbname=%s", admin_conninfo, dbname);
+	mall_testdb_create(&tdb, "mall_t_migrate");
 	return 0;
 }
 
 static int
 teardown(void **state)
 {
-	char sql[160];
-	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", dbname);
-	admin_exec(sql);
+	mall_testdb_drop(&tdb);
 	return 0;
 }
 
 static PGconn *
 connect_db(void)
 {
-	PGconn *c = PQconnectdb(conninfo);
+	PGconn *c = PQconnectdb(tdb.conninfo);
 	if (PQstatus(c) != CONNECTION_OK)
-		fail_msg("could not connect to %s: %s", dbname, PQerrorMessage(c));
+		fail_msg("could not connect to %s: %s", tdb.name, PQerrorMessage(c));
 	PQclear(PQexec(c, "SET client_min_messages = warning"));
 	return c;
 }
@@ -200,7 +176,7 @@ static void *
 migrate_thread(void *arg)
 {
 	mall_status *st = arg;
-	PGconn *c = PQconnectdb(conninfo);
+	PGconn *c = PQconnectdb(tdb.conninfo);
 	const mall_migration_set *sets[] = {&slow};
 	if (PQstatus(c) != CONNECTION_OK) {
 		mall_status_set(st, MALL_UNAVAILABLE, "%s", PQerrorMessage(c));
