@@ -10,10 +10,8 @@
  * with its status (mall_code_http): NOT_FOUND 404, UNAVAILABLE 503,
  * DEADLINE_EXCEEDED 504.
  */
-#include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
-
-#include <jansson.h>
 
 #include "gateway.h"
 #include "json_pb.h"
@@ -58,19 +56,17 @@ mall_gw_handle_products(mall_gw_req *r)
 		mall_gw_respond_pb(r, reply);
 }
 
-/* Stock counts beyond "available" are the back office's business. */
-static void
-strip_stock(json_t *product)
+/* Stock counts beyond "available" are the back office's business: a SKU's
+ * onHand and reserved are left out of the storefront's JSON. */
+static bool
+skip_stock(const ProtobufCFieldDescriptor *f, const ProtobufCMessageDescriptor *owner, void *arg)
 {
-	json_t *skus = json_object_get(product, "skus");
-	size_t i;
-	json_t *sku;
-	json_array_foreach(skus, i, sku)
-	{
-		json_object_del(sku, "onHand");
-		json_object_del(sku, "reserved");
-	}
+	(void)arg;
+	return owner == &mall__catalog__sku__descriptor &&
+	       (strcmp(f->name, "on_hand") == 0 || strcmp(f->name, "reserved") == 0);
 }
+
+static const mall_pb_json_opts storefront_product = {.skip = skip_stock};
 
 void
 mall_gw_handle_product(mall_gw_req *r)
@@ -88,14 +84,7 @@ mall_gw_handle_product(mall_gw_req *r)
 	ProtobufCMessage *reply = call(r, "GetProduct", &req->base);
 	if (reply == NULL)
 		return;
-	json_t *j = mall_pb_to_json(reply);
-	strip_stock(j);
-	char *text = json_dumps(j, JSON_COMPACT);
-	json_decref(j);
-	if (text == NULL)
-		abort(); /* jansson fails only for lack of memory */
-	mall_gw_respond(r, 200, MALL_GW_JSON, text, strlen(text));
-	free(text);
+	mall_gw_respond_pb_opts(r, reply, &storefront_product);
 }
 
 void

@@ -1,7 +1,7 @@
 /*
  * gateway.h: what the gateway's files share: its settings, the running
  * gateway, one request being served, the response helpers (server.c) and the
- * route handlers (ops_routes.c, catalog_routes.c, static.c).
+ * route handlers (ops_routes.c, catalog_routes.c, member_routes.c, static.c).
  *
  * A request's memory is its arena (r->arena), freed when the response is out;
  * handlers allocate from it and free nothing.  Every handler answers exactly
@@ -22,15 +22,17 @@
 
 #include "alloc.h"
 #include "http.h"
+#include "json_pb.h"
 #include "query.h"
 #include "routes.h"
 #include "rpc.h"
 #include "status.h"
 
-/* The settings (MALL_GATEWAY_*, MALL_CATALOG_ADDRS, MALL_RPC_TIMEOUT). */
+/* The settings (MALL_GATEWAY_*, MALL_<SERVICE>_ADDRS, MALL_RPC_TIMEOUT). */
 typedef struct mall_gw_config {
 	const char *listen;        /* "127.0.0.1:8080" */
 	const char *catalog_addrs; /* "tcp://127.0.0.1:7401,..." */
+	const char *member_addrs;  /* "tcp://127.0.0.1:7411,..." */
 	const char *web_root;      /* canonical (realpath) */
 	int64_t max_body;          /* bytes */
 	int64_t max_upload;        /* bytes */
@@ -43,6 +45,7 @@ typedef struct mall_gw {
 	mall_gw_config cfg;
 	struct mg_context *mg;
 	mall_rpc_client *catalog;
+	mall_rpc_client *member;
 	atomic_bool ready;
 } mall_gw;
 
@@ -73,12 +76,12 @@ typedef struct mall_gw_req {
 
 /* ---- server.c ---- */
 
-/* mall_gw_start: connects the catalog client and starts civetweb; not ready
- * yet.  On failure nothing is left running. */
+/* mall_gw_start: connects the service clients (catalog, member) and starts
+ * civetweb; not ready yet.  On failure nothing is left running. */
 mall_code mall_gw_start(mall_gw **out, const mall_gw_config *cfg, mall_status *st);
 void mall_gw_set_ready(mall_gw *gw, bool ready);
-/* mall_gw_stop: stops civetweb (requests in flight finish), then the client;
- * frees gw.  NULL is ok. */
+/* mall_gw_stop: stops civetweb (requests in flight finish), then the
+ * clients; frees gw.  NULL is ok. */
 void mall_gw_stop(mall_gw *gw);
 
 /* mall_gw_header: adds a header line to the coming response. */
@@ -95,6 +98,10 @@ void mall_gw_respond_error(mall_gw_req *r, int status, const char *slug, const c
 void mall_gw_respond_status(mall_gw_req *r, const mall_status *st, const char *service);
 /* mall_gw_respond_pb: answers 200 with m as JSON (json_pb.h). */
 void mall_gw_respond_pb(mall_gw_req *r, const ProtobufCMessage *m);
+/* mall_gw_respond_pb_opts: as mall_gw_respond_pb, leaving out the fields opts
+ * skips (mall_pb_to_json_text_opts; opts NULL: none). */
+void mall_gw_respond_pb_opts(mall_gw_req *r, const ProtobufCMessage *m,
+                             const mall_pb_json_opts *opts);
 /* mall_gw_respond_head: sends status and headers for a body of len bytes
  * that the caller then writes with mall_gw_write (static files). */
 void mall_gw_respond_head(mall_gw_req *r, int status, const char *content_type, size_t len);
@@ -124,6 +131,7 @@ void mall_gw_handle_openapi(mall_gw_req *r);
 void mall_gw_handle_products(mall_gw_req *r);
 void mall_gw_handle_product(mall_gw_req *r);
 void mall_gw_handle_categories(mall_gw_req *r);
+void mall_gw_handle_members(mall_gw_req *r);
 void mall_gw_handle_static(mall_gw_req *r);
 
 #endif

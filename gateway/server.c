@@ -158,8 +158,14 @@ mall_gw_respond_status(mall_gw_req *r, const mall_status *st, const char *servic
 void
 mall_gw_respond_pb(mall_gw_req *r, const ProtobufCMessage *m)
 {
+	mall_gw_respond_pb_opts(r, m, NULL);
+}
+
+void
+mall_gw_respond_pb_opts(mall_gw_req *r, const ProtobufCMessage *m, const mall_pb_json_opts *opts)
+{
 	size_t len;
-	char *text = mall_pb_to_json_text(m, &len);
+	char *text = mall_pb_to_json_text_opts(m, opts, &len);
 	mall_gw_respond(r, 200, MALL_GW_JSON, text, len);
 	free(text);
 }

@@ -28,6 +28,7 @@
 #include <ctype.h>
 #include <float.h>
 #include <inttypes.h>
+#include <locale.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -803,7 +804,60 @@ mall_json_to_pb(const char *text, size_t len, const ProtobufCMessageDescriptor *
 	return code;
 }
 
-/* ---- protobuf -> JSON ---- */
+/* ---- protobuf -> JSON ----
+ *
+ * Two writers share the rules of what is written (emitted, float_value): the
+ * jansson tree (mall_pb_to_json) and the text writer (mall_pb_to_json_text),
+ * which appends straight into one growing buffer.  The text writer's output is
+ * exactly json_dumps(mall_pb_to_json(m), JSON_COMPACT) of jansson 2.14
+ * (tests/unit/test_json_pb.c compares the two): UTF-8 kept as is, '/' and
+ * DEL not escaped, other control characters as \b \f \n \r \t or \u00XX
+ * (upper-case hex), reals as "%.17g" with ".0" added to integral values and
+ * the exponent without '+' or leading zeros.  Two fields with one JSON name
+ * (foo_bar and fooBar) would be written twice by the text writer where
+ * jansson keeps one key; protoc rejects such fields in proto3. */
+
+/* emitted: whether field f of m is written: every repeated field; a oneof
+ * member only when it is the case; a proto2 optional scalar only when its has_
+ * flag is set; a sub-message (and a proto2 optional string) only when set. */
+static bool
+emitted(const ProtobufCMessage *m, const ProtobufCFieldDescriptor *f)
+{
+	const char *base = (const char *)m;
+	const void *q = base + f->quantifier_offset;
+
+	if (f->label == PROTOBUF_C_LABEL_REPEATED)
+		return true;
+	if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
+		if (*(const uint32_t *)q != f->id)
+			return false;
+	} else if (f->label == PROTOBUF_C_LABEL_OPTIONAL && f->type != PROTOBUF_C_TYPE_STRING &&
+	           f->type != PROTOBUF_C_TYPE_MESSAGE) {
+		if (!*(const protobuf_c_boolean *)q)
+			return false;
+	}
+	if ((f->type == PROTOBUF_C_TYPE_MESSAGE ||
+	     (f->type == PROTOBUF_C_TYPE_STRING && f->label == PROTOBUF_C_LABEL_OPTIONAL)) &&
+	    *(const void *const *)(base + f->offset) == NULL)
+		return false;
+	return true;
+}
+
+/* float_value: the double written for float f (finite): the shortest decimal
+ * that reads back as f, so 0.1f is 0.1 and not 0.100000001490116. */
+static double
+float_value(float f)
+{
+	char buf[48];
+	for (int prec = 1; prec <= 9; prec++) {
+		snprintf(buf, sizeof(buf), "%.*g", prec, (double)f);
+		if (strtof(buf, NULL) == f)
+			break;
+	}
+	return strtod(buf, NULL);
+}
+
+/* ---- the jansson tree ---- */
 
 static json_t *
 need(json_t *v)
@@ -826,21 +880,6 @@ string_to_json(const char *s, size_t len)
 	json_t *v = need(json_stringn(r, rlen));
 	free(r);
 	return v;
-}
-
-/* float_to_json: the shortest decimal that reads back as f, so 0.1f is 0.1. */
-static json_t *
-float_to_json(float f)
-{
-	if (!isfinite(f))
-		return need(json_null());
-	char buf[48];
-	for (int prec = 1; prec <= 9; prec++) {
-		snprintf(buf, sizeof(buf), "%.*g", prec, (double)f);
-		if (strtof(buf, NULL) == f)
-			break;
-	}
-	return need(json_real(strtod(buf, NULL)));
 }
 
 static json_t *msg_to_json(const ProtobufCMessage *m);
@@ -869,8 +908,10 @@ value_to_json(const ProtobufCFieldDescriptor *f, const void *p)
 		snprintf(buf, sizeof(buf), "%" PRIu64, v);
 		return need(json_string(buf));
 	}
-	case PROTOBUF_C_TYPE_FLOAT:
-		return float_to_json(*(const float *)p);
+	case PROTOBUF_C_TYPE_FLOAT: {
+		float v = *(const float *)p;
+		return need(isfinite(v) ? json_real(float_value(v)) : json_null());
+	}
 	case PROTOBUF_C_TYPE_DOUBLE: {
 		double d = *(const double *)p;
 		return need(isfinite(d) ? json_real(d) : json_null());
@@ -934,34 +975,20 @@ msg_to_json(const ProtobufCMessage *m)
 	for (unsigned i = 0; i < desc->n_fields; i++) {
 		const ProtobufCFieldDescriptor *f = &desc->fields[i];
 		const char *member = base + f->offset;
-		const void *q = base + f->quantifier_offset;
 
+		if (!emitted(m, f))
+			continue;
 		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-			size_t n = *(const size_t *)q, sz = elem_size(f->type);
+			size_t n = *(const size_t *)(base + f->quantifier_offset);
+			size_t sz = elem_size(f->type);
 			const char *arr = *(const char *const *)member;
 			json_t *a = need(json_array());
 			for (size_t k = 0; arr != NULL && k < n; k++)
 				if (json_array_append_new(a, value_to_json(f, arr + k * sz)) != 0)
 					need(NULL);
 			set_member(o, f, a);
-			continue;
-		}
-		if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-			if (*(const uint32_t *)q != f->id)
-				continue;
-		} else if (f->label == PROTOBUF_C_LABEL_OPTIONAL &&
-		           f->type != PROTOBUF_C_TYPE_STRING &&
-		           f->type != PROTOBUF_C_TYPE_MESSAGE) {
-			if (!*(const protobuf_c_boolean *)q)
-				continue;
-		}
-		/* a sub-message only when set; a proto2 optional string likewise */
-		if ((f->type == PROTOBUF_C_TYPE_MESSAGE ||
-		     (f->type == PROTOBUF_C_TYPE_STRING &&
-		      f->label == PROTOBUF_C_LABEL_OPTIONAL)) &&
-		    *(const void *const *)member == NULL)
-			continue;
-		set_member(o, f, value_to_json(f, member));
+		} else
+			set_member(o, f, value_to_json(f, member));
 	}
 	return o;
 }
@@ -972,17 +999,386 @@ mall_pb_to_json(const ProtobufCMessage *m)
 	return msg_to_json(m);
 }
 
+/* ---- the text writer ---- */
+
+typedef struct jw {
+	char *buf;
+	size_t len, cap;
+	const mall_pb_json_opts *opts;
+} jw;
+
+static void jw_grow(jw *w, size_t n) __attribute__((noinline));
+
+/* jw_grow: room for n more bytes, doubling the buffer (1 KiB at first). */
+static void
+jw_grow(jw *w, size_t n)
+{
+	size_t cap = w->cap ? w->cap : 1024;
+	while (cap - w->len < n)
+		cap *= 2;
+	w->buf = mall_xrealloc(w->buf, cap);
+	w->cap = cap;
+}
+
+/* jw_room: room for n more bytes; returns where they go. */
+static inline char *
+jw_room(jw *w, size_t n)
+{
+	if (w->cap - w->len < n)
+		jw_grow(w, n);
+	return w->buf + w->len;
+}
+
+static inline void
+jw_put(jw *w, const void *s, size_t n)
+{
+	memcpy(jw_room(w, n), s, n);
+	w->len += n;
+}
+
+static inline void
+jw_ch(jw *w, char c)
+{
+	*jw_room(w, 1) = c;
+	w->len++;
+}
+
+static const char digit_pairs[] = "00010203040506070809101112131415161718192021222324"
+                                  "25262728293031323334353637383940414243444546474849"
+                                  "50515253545556575859606162636465666768697071727374"
+                                  "75767778798081828384858687888990919293949596979899";
+
+static void
+jw_u64(jw *w, uint64_t v)
+{
+	char b[20];
+	char *q = b + sizeof(b);
+	while (v >= 100) {
+		unsigned d = (unsigned)(v % 100) * 2;
+		v /= 100;
+		*--q = digit_pairs[d + 1];
+		*--q = digit_pairs[d];
+	}
+	if (v >= 10) {
+		*--q = digit_pairs[v * 2 + 1];
+		*--q = digit_pairs[v * 2];
+	} else
+		*--q = (char)('0' + v);
+	jw_put(w, q, (size_t)(b + sizeof(b) - q));
+}
+
+static void
+jw_i64(jw *w, int64_t v)
+{
+	if (v < 0) {
+		jw_ch(w, '-');
+		jw_u64(w, (uint64_t)0 - (uint64_t)v);
+	} else
+		jw_u64(w, (uint64_t)v);
+}
+
+/* jw_real: d (finite) as jansson writes a real. */
+static void
+jw_real(jw *w, double d)
+{
+	char b[40];
+	int n = snprintf(b, sizeof(b), "%.17g", d);
+	if (n <= 0 || (size_t)n >= sizeof(b))
+		need(NULL); /* not reached: %.17g of a finite double fits */
+	const char *point = localeconv()->decimal_point;
+	if (*point != '.') {
+		char *p = strchr(b, *point);
+		if (p != NULL)
+			*p = '.';
+	}
+	char *e = strchr(b, 'e');
+	if (e == NULL) {
+		jw_put(w, b, (size_t)n);
+		if (strchr(b, '.') == NULL)
+			jw_put(w, ".0", 2);
+		return;
+	}
+	/* the exponent without '+' and leading zeros: 1e+308 is 1e308 */
+	char *x = e + 1;
+	jw_put(w, b, (size_t)(x - b));
+	if (*x == '-')
+		jw_ch(w, *x++);
+	else if (*x == '+')
+		x++;
+	while (*x == '0' && x[1] != '\0')
+		x++;
+	jw_put(w, x, strlen(x));
+}
+
+/* plain: whether byte c goes into a JSON string as it is (ASCII but for
+ * control characters, '"' and '\\'; DEL and '/' are plain). */
+static inline bool
+plain(unsigned char c)
+{
+	return c >= 0x20 && c < 0x80 && c != '"' && c != '\\';
+}
+
+/* jw_string: s[0..len) as a JSON string; bytes that are not part of valid
+ * UTF-8 become U+FFFD, as utf8_repair makes them. */
+static void
+jw_string(jw *w, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	const unsigned char *p = (const unsigned char *)s;
+	size_t i = 0;
+
+	jw_room(w, len + 2);
+	w->buf[w->len++] = '"';
+	while (i < len) {
+		size_t start = i;
+		/* a run of bytes copied as they are: plain ASCII and valid UTF-8 */
+		for (;;) {
+			if (i < len && plain(p[i])) {
+				i++;
+				continue;
+			}
+			if (i < len && p[i] >= 0x80) {
+				size_t n = utf8_char(p + i, len - i);
+				if (n != 0) {
+					i += n;
+					continue;
+				}
+			}
+			break;
+		}
+		jw_put(w, p + start, i - start);
+		if (i == len)
+			break;
+		unsigned c = p[i++];
+		char *o = jw_room(w, 6);
+		size_t n = 2;
+		o[0] = '\\';
+		switch (c) {
+		case '"':
+		case '\\':
+			o[1] = (char)c;
+			break;
+		case '\b':
+			o[1] = 'b';
+			break;
+		case '\f':
+			o[1] = 'f';
+			break;
+		case '\n':
+			o[1] = 'n';
+			break;
+		case '\r':
+			o[1] = 'r';
+			break;
+		case '\t':
+			o[1] = 't';
+			break;
+		default:
+			if (c < 0x20) {
+				memcpy(o + 1, "u00", 3);
+				o[4] = hex[c >> 4];
+				o[5] = hex[c & 15];
+				n = 6;
+			} else { /* a byte that is not UTF-8 */
+				memcpy(o, "\xEF\xBF\xBD", 3);
+				n = 3;
+			}
+		}
+		w->len += n;
+	}
+	jw_ch(w, '"');
+}
+
+/* jw_key: "jsonName": for field f. */
+static void
+jw_key(jw *w, const ProtobufCFieldDescriptor *f)
+{
+	const char *s = f->name;
+	char *o = jw_room(w, strlen(s) + 3);
+	size_t k = 0;
+	bool upper = false;
+
+	o[k++] = '"';
+	for (; *s != '\0'; s++) {
+		if (*s == '_') {
+			upper = true;
+			continue;
+		}
+		o[k++] = upper ? (char)toupper((unsigned char)*s) : *s;
+		upper = false;
+	}
+	o[k++] = '"';
+	o[k++] = ':';
+	w->len += k;
+}
+
+static void jw_msg(jw *w, const ProtobufCMessage *m);
+
+static void
+jw_value(jw *w, const ProtobufCFieldDescriptor *f, const void *p)
+{
+	switch (f->type) {
+	case PROTOBUF_C_TYPE_INT32:
+	case PROTOBUF_C_TYPE_SINT32:
+	case PROTOBUF_C_TYPE_SFIXED32:
+		jw_i64(w, *(const int32_t *)p);
+		return;
+	case PROTOBUF_C_TYPE_INT64:
+	case PROTOBUF_C_TYPE_SINT64:
+	case PROTOBUF_C_TYPE_SFIXED64:
+		jw_i64(w, *(const int64_t *)p);
+		return;
+	case PROTOBUF_C_TYPE_UINT32:
+	case PROTOBUF_C_TYPE_FIXED32:
+		jw_u64(w, *(const uint32_t *)p);
+		return;
+	case PROTOBUF_C_TYPE_UINT64:
+	case PROTOBUF_C_TYPE_FIXED64: {
+		uint64_t v = *(const uint64_t *)p;
+		if (v > (uint64_t)INT64_MAX)
+			jw_ch(w, '"');
+		jw_u64(w, v);
+		if (v > (uint64_t)INT64_MAX)
+			jw_ch(w, '"');
+		return;
+	}
+	case PROTOBUF_C_TYPE_FLOAT: {
+		float v = *(const float *)p;
+		if (isfinite(v))
+			jw_real(w, float_value(v));
+		else
+			jw_put(w, "null", 4);
+		return;
+	}
+	case PROTOBUF_C_TYPE_DOUBLE: {
+		double d = *(const double *)p;
+		if (isfinite(d))
+			jw_real(w, d);
+		else
+			jw_put(w, "null", 4);
+		return;
+	}
+	case PROTOBUF_C_TYPE_BOOL:
+		if (*(const protobuf_c_boolean *)p)
+			jw_put(w, "true", 4);
+		else
+			jw_put(w, "false", 5);
+		return;
+	case PROTOBUF_C_TYPE_ENUM: {
+		int v = *(const int *)p;
+		const ProtobufCEnumValue *ev =
+		    protobuf_c_enum_descriptor_get_value(f->descriptor, v);
+		if (ev == NULL) {
+			jw_i64(w, v);
+			return;
+		}
+		size_t n = strlen(ev->name);
+		char small[64];
+		char *lower = n < sizeof(small) ? small : mall_xmalloc(n + 1);
+		for (size_t i = 0; i < n; i++)
+			lower[i] = (char)tolower((unsigned char)ev->name[i]);
+		jw_string(w, lower, n);
+		if (lower != small)
+			free(lower);
+		return;
+	}
+	case PROTOBUF_C_TYPE_STRING: {
+		const char *s = *(const char *const *)p;
+		jw_string(w, s ? s : "", s ? strlen(s) : 0);
+		return;
+	}
+	case PROTOBUF_C_TYPE_BYTES: {
+		const ProtobufCBinaryData *b = p;
+		size_t n = b->data ? b->len : 0;
+		char *o = jw_room(w, (n + 2) / 3 * 4 + 3);
+		size_t k = 0, i = 0;
+		o[k++] = '"';
+		for (; i + 2 < n; i += 3) {
+			uint32_t v = (uint32_t)b->data[i] << 16 | (uint32_t)b->data[i + 1] << 8 |
+			             b->data[i + 2];
+			o[k++] = b64chars[v >> 18];
+			o[k++] = b64chars[(v >> 12) & 63];
+			o[k++] = b64chars[(v >> 6) & 63];
+			o[k++] = b64chars[v & 63];
+		}
+		if (i < n) {
+			uint32_t v = (uint32_t)b->data[i] << 16;
+			if (i + 1 < n)
+				v |= (uint32_t)b->data[i + 1] << 8;
+			o[k++] = b64chars[v >> 18];
+			o[k++] = b64chars[(v >> 12) & 63];
+			o[k++] = i + 1 < n ? b64chars[(v >> 6) & 63] : '=';
+			o[k++] = '=';
+		}
+		o[k++] = '"';
+		w->len += k;
+		return;
+	}
+	case PROTOBUF_C_TYPE_MESSAGE: {
+		const ProtobufCMessage *sub = *(const ProtobufCMessage *const *)p;
+		if (sub != NULL)
+			jw_msg(w, sub);
+		else
+			jw_put(w, "null", 4);
+		return;
+	}
+	}
+	jw_put(w, "null", 4);
+}
+
+static void
+jw_msg(jw *w, const ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *desc = m->descriptor;
+	const char *base = (const char *)m;
+	const mall_pb_json_opts *opts = w->opts;
+	bool first = true;
+
+	jw_ch(w, '{');
+	for (unsigned i = 0; i < desc->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &desc->fields[i];
+		const char *member = base + f->offset;
+
+		if (!emitted(m, f) ||
+		    (opts != NULL && opts->skip != NULL && opts->skip(f, desc, opts->arg)))
+			continue;
+		if (!first)
+			jw_ch(w, ',');
+		first = false;
+		jw_key(w, f);
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t n = *(const size_t *)(base + f->quantifier_offset);
+			size_t sz = elem_size(f->type);
+			const char *arr = *(const char *const *)member;
+			jw_ch(w, '[');
+			for (size_t k = 0; arr != NULL && k < n; k++) {
+				if (k > 0)
+					jw_ch(w, ',');
+				jw_value(w, f, arr + k * sz);
+			}
+			jw_ch(w, ']');
+		} else
+			jw_value(w, f, member);
+	}
+	jw_ch(w, '}');
+}
+
+char *
+mall_pb_to_json_text_opts(const ProtobufCMessage *m, const mall_pb_json_opts *opts, size_t *len)
+{
+	jw w = {.opts = opts};
+	jw_grow(&w, 1024);
+	jw_msg(&w, m);
+	jw_ch(&w, '\0');
+	if (len != NULL)
+		*len = w.len - 1;
+	return w.buf;
+}
+
 char *
 mall_pb_to_json_text(const ProtobufCMessage *m, size_t *len)
 {
-	json_t *o = msg_to_json(m);
-	char *s = json_dumps(o, JSON_COMPACT);
-	json_decref(o);
-	if (s == NULL)
-		need(NULL);
-	if (len != NULL)
-		*len = strlen(s);
-	return s;
+	return mall_pb_to_json_text_opts(m, NULL, len);
 }
 
 /* ---- query strings ---- */

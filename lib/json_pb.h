@@ -21,6 +21,7 @@
 #ifndef MALL_JSON_PB_H
 #define MALL_JSON_PB_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include <jansson.h>
@@ -44,8 +45,28 @@ mall_code mall_json_obj_to_pb(const json_t *obj, const ProtobufCMessageDescripto
 /* mall_pb_to_json: the message as a new jansson object (the caller owns the
  * reference). */
 json_t *mall_pb_to_json(const ProtobufCMessage *m);
-/* mall_pb_to_json_text: compact JSON text; malloc'd, the caller frees it. */
+/* mall_pb_to_json_text: compact JSON text, NUL-terminated, its length (without
+ * the NUL) in *len unless len is NULL; malloc'd, the caller frees it.  Written
+ * directly from the message (no jansson values), byte for byte what
+ * json_dumps(mall_pb_to_json(m), JSON_COMPACT) gives: UTF-8 is kept, '/' is
+ * not escaped, bytes that are not UTF-8 become U+FFFD. */
 char *mall_pb_to_json_text(const ProtobufCMessage *m, size_t *len);
+
+/* mall_pb_json_opts: fields for mall_pb_to_json_text_opts to leave out.  skip
+ * (when not NULL) is asked about each field that would be written, in nested
+ * messages too, with owner the descriptor of the message holding f (so it can
+ * single out one message type); a field for which it returns true is left out
+ * as if it did not exist.  arg is passed to skip as it is. */
+typedef struct mall_pb_json_opts {
+	bool (*skip)(const ProtobufCFieldDescriptor *f, const ProtobufCMessageDescriptor *owner,
+	             void *arg);
+	void *arg;
+} mall_pb_json_opts;
+
+/* mall_pb_to_json_text_opts: as mall_pb_to_json_text, leaving out what opts
+ * says (opts NULL: nothing). */
+char *mall_pb_to_json_text_opts(const ProtobufCMessage *m, const mall_pb_json_opts *opts,
+                                size_t *len);
 
 /* mall_pb_set_from_string: sets the scalar or enum field named name (JSON or
  * proto name) of m from its text form, as in a query string: integers in

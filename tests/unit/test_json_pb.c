@@ -822,6 +822,510 @@ test_catalog_list_reply(void **state)
 	                "must be an integer between -2147483648 and 2147483647");
 }
 
+/* ---- the text writer against jansson ---- */
+
+/* jansson_text: the text of the jansson tree, json_dumps as the writer used
+ * to be; malloc'd. */
+static char *
+jansson_text(json_t *j)
+{
+	char *s = json_dumps(j, JSON_COMPACT);
+	assert_non_null(s);
+	json_decref(j);
+	return s;
+}
+
+/* assert_same_text: the writer's text for m is byte for byte jansson's. */
+static void
+assert_same_text(const ProtobufCMessage *m)
+{
+	char *want = jansson_text(mall_pb_to_json(m));
+	size_t len = 0;
+	char *got = mall_pb_to_json_text(m, &len);
+	if (len != strlen(want) || memcmp(got, want, len) != 0 || got[len] != '\0')
+		fail_msg("writer and jansson differ:\nwriter:  %s\njansson: %s", got, want);
+	assert_true(mall_utf8_valid(got, len));
+	free(got);
+	free(want);
+}
+
+/* xorshift64*: reproducible pseudo-random numbers for the generated cases. */
+static uint64_t rng_state = 0x9E3779B97F4A7C15ULL;
+
+static uint64_t
+rnd(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545F4914F6CDD1DULL;
+}
+
+static uint64_t
+rnd_below(uint64_t n)
+{
+	return rnd() % n;
+}
+
+/* A 64-bit value that is often a boundary. */
+static uint64_t
+rnd_bits64(void)
+{
+	static const uint64_t edges[] = {0,
+	                                 1,
+	                                 (uint64_t)-1,
+	                                 (uint64_t)INT32_MAX,
+	                                 (uint64_t)INT32_MIN,
+	                                 UINT32_MAX,
+	                                 (uint64_t)INT64_MAX,
+	                                 (uint64_t)INT64_MAX + 1,
+	                                 UINT64_MAX - 1,
+	                                 9,
+	                                 10,
+	                                 99,
+	                                 100,
+	                                 999999999999999999ULL,
+	                                 1000000000000000000ULL,
+	                                 10000000000000000000ULL};
+	switch (rnd_below(4)) {
+	case 0:
+		return edges[rnd_below(sizeof(edges) / sizeof(edges[0]))];
+	case 1:
+		return rnd_below(1000);
+	case 2:
+		return rnd() >> rnd_below(64);
+	default:
+		return rnd();
+	}
+}
+
+static double
+rnd_double(void)
+{
+	static const double edges[] = {0.0,      -0.0,    1.0,    -1.0,       0.1,
+	                               0.5,      1e15,    1e16,   1e17,       1e21,
+	                               1e22,     1e-4,    1e-5,   1e-7,       DBL_MAX,
+	                               -DBL_MAX, DBL_MIN, 5e-324, 123456.789, 9007199254740993.0,
+	                               1e308,    -2.5e-3};
+	uint64_t bits;
+	double d;
+	switch (rnd_below(4)) {
+	case 0:
+		return edges[rnd_below(sizeof(edges) / sizeof(edges[0]))];
+	case 1:
+		return (double)(int64_t)rnd_bits64() / (double)(rnd_below(1000) + 1);
+	case 2:
+		return (double)rnd_below(100000) / 100.0;
+	default:
+		bits = rnd(); /* any pattern: subnormals, NaNs and infinities too */
+		memcpy(&d, &bits, sizeof(d));
+		return d;
+	}
+}
+
+static float
+rnd_float(void)
+{
+	static const float edges[] = {0.0f,    -0.0f,    0.1f,     1.0f,   16777216.0f,
+	                              FLT_MAX, -FLT_MAX, FLT_MIN,  1e-45f, 3.4e38f,
+	                              1e-7f,   0.3f,     -2.5e-3f, 1e10f,  123.456f};
+	uint32_t bits;
+	float f;
+	switch (rnd_below(3)) {
+	case 0:
+		return edges[rnd_below(sizeof(edges) / sizeof(edges[0]))];
+	case 1:
+		return (float)rnd_below(100000) / 100.0f;
+	default:
+		bits = (uint32_t)rnd();
+		memcpy(&f, &bits, sizeof(f));
+		return f;
+	}
+}
+
+/* A NUL-terminated string of up to max bytes in A: ASCII, Korean, emoji,
+ * control characters, escapes and bytes that are not UTF-8, mixed. */
+static char *
+rnd_text(size_t max)
+{
+	static const char *const pieces[] = {
+	    "a", "Z", " ", "/", "\"", "\\", "\x7f", "\x01", "\x1f", "\b", "\f", "\n", "\r", "\t",
+	    "\xed\x95\x9c", "\xea\xb8\x80", "\xf0\x9f\x98\x80", "\xe2\x80\xa8", "\xc2\x80",
+	    "\xef\xbf\xbd", "\xf4\x8f\xbf\xbf", "<p>", "&amp;",
+	    /* not UTF-8 */
+	    "\x80", "\xff", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80", "\xf5", "\xe2\x82",
+	    "\xe0\x80\xaf", "\xf0\x8f\xbf\xbf", "\xc3"};
+	size_t n = rnd_below(max + 1), o = 0;
+	char *s = mall_arena_alloc(A, n * 4 + 1);
+	for (size_t i = 0; i < n; i++) {
+		if (rnd_below(8) == 0) { /* any byte but NUL */
+			s[o++] = (char)(rnd_below(255) + 1);
+			continue;
+		}
+		const char *p = pieces[rnd_below(sizeof(pieces) / sizeof(pieces[0]))];
+		size_t l = strlen(p);
+		memcpy(s + o, p, l);
+		o += l;
+	}
+	s[o] = '\0';
+	return s;
+}
+
+static ProtobufCBinaryData
+rnd_bytes(void)
+{
+	ProtobufCBinaryData b = {rnd_below(12), NULL};
+	if (b.len == 0 && rnd_below(2))
+		return b; /* data NULL */
+	b.data = mall_arena_alloc(A, b.len + 1);
+	for (size_t i = 0; i < b.len; i++)
+		b.data[i] = (uint8_t)rnd();
+	return b;
+}
+
+static Mall__Test__Inner *
+rnd_inner(void)
+{
+	Mall__Test__Inner *in = (Mall__Test__Inner *)mall_pb_new(&mall__test__inner__descriptor, A);
+	in->name = rnd_below(4) ? rnd_text(6) : NULL;
+	in->count = (int32_t)rnd_bits64();
+	return in;
+}
+
+static Mall__Test__Node *
+rnd_node(int depth)
+{
+	Mall__Test__Node *n = (Mall__Test__Node *)mall_pb_new(&mall__test__node__descriptor, A);
+	n->name = rnd_text(4);
+	if (depth > 0 && rnd_below(2))
+		n->child = rnd_node(depth - 1);
+	if (depth > 0 && rnd_below(3) == 0) {
+		n->n_children = rnd_below(3);
+		n->children = mall_arena_alloc(A, (n->n_children + 1) * sizeof(*n->children));
+		for (size_t i = 0; i < n->n_children; i++)
+			n->children[i] = rnd_node(depth - 1);
+	}
+	return n;
+}
+
+#define RND_ARRAY(e, field, count, expr)                                                           \
+	do {                                                                                       \
+		(e)->n_##field = rnd_below((count) + 1);                                           \
+		(e)->field = mall_arena_alloc(A, ((e)->n_##field + 1) * sizeof(*(e)->field));      \
+		for (size_t k_ = 0; k_ < (e)->n_##field; k_++)                                     \
+			(e)->field[k_] = (expr);                                                   \
+	} while (0)
+
+static Everything *
+rnd_everything(void)
+{
+	Everything *e = (Everything *)mall_pb_new(EVERYTHING, A);
+	e->i32 = (int32_t)rnd_bits64();
+	e->i64 = (int64_t)rnd_bits64();
+	e->u32 = (uint32_t)rnd_bits64();
+	e->u64 = rnd_bits64();
+	e->s32 = (int32_t)rnd_bits64();
+	e->s64 = (int64_t)rnd_bits64();
+	e->f32 = (uint32_t)rnd_bits64();
+	e->f64 = rnd_bits64();
+	e->sf32 = (int32_t)rnd_bits64();
+	e->sf64 = (int64_t)rnd_bits64();
+	e->flag = (protobuf_c_boolean)rnd_below(2);
+	e->ratio = rnd_float();
+	e->amount = rnd_double();
+	e->text = rnd_below(8) ? rnd_text(40) : NULL;
+	e->blob = rnd_bytes();
+	e->color = (Mall__Test__Color)((int)rnd_below(7) - 2); /* unknown values too */
+	e->inner = rnd_below(2) ? rnd_inner() : NULL;
+	RND_ARRAY(e, numbers, 4, (int64_t)rnd_bits64());
+	RND_ARRAY(e, words, 4, rnd_below(10) ? rnd_text(10) : NULL);
+	RND_ARRAY(e, inners, 3, rnd_below(10) ? rnd_inner() : NULL);
+	RND_ARRAY(e, colors, 3, (Mall__Test__Color)((int)rnd_below(5) - 1));
+	e->snake_case_name = rnd_text(5);
+	switch (rnd_below(4)) {
+	case 1:
+		e->choice_case = MALL__TEST__EVERYTHING__CHOICE_CHOICE_TEXT;
+		e->choice_text = rnd_below(8) ? rnd_text(8) : NULL;
+		break;
+	case 2:
+	case 3:
+		e->choice_case = MALL__TEST__EVERYTHING__CHOICE_CHOICE_INNER;
+		e->choice_inner = rnd_below(8) ? rnd_inner() : NULL;
+		break;
+	}
+	e->tree = rnd_below(2) ? rnd_node(4) : NULL;
+	RND_ARRAY(e, blobs, 3, rnd_bytes());
+	RND_ARRAY(e, flags, 3, (protobuf_c_boolean)rnd_below(2));
+	RND_ARRAY(e, amounts, 4, rnd_double());
+	RND_ARRAY(e, ratios, 4, rnd_float());
+	RND_ARRAY(e, big, 3, rnd_bits64());
+	RND_ARRAY(e, small, 3, (int32_t)rnd_bits64());
+	if (rnd_below(16) == 0) {
+		e->n_numbers = 3; /* a count without an array is written as [] */
+		e->numbers = NULL;
+	}
+	return e;
+}
+
+/* A product list page as the catalog answers it: 20 products, Korean text. */
+static Mall__Catalog__ListProductsReply *
+product_page(void)
+{
+	Mall__Catalog__ListProductsReply *r = (Mall__Catalog__ListProductsReply *)mall_pb_new(
+	    &mall__catalog__list_products_reply__descriptor, A);
+	r->n_products = 20;
+	r->products = mall_arena_alloc(A, 20 * sizeof(*r->products));
+	for (int i = 0; i < 20; i++) {
+		Mall__Catalog__ProductSummary *p = (Mall__Catalog__ProductSummary *)mall_pb_new(
+		    &mall__catalog__product_summary__descriptor, A);
+		Mall__Money *price = (Mall__Money *)mall_pb_new(&mall__money__descriptor, A);
+		price->amount = 39000 + i * 1000;
+		price->currency = "KRW";
+		p->id = 1000 + i;
+		p->slug = mall_arena_printf(A, "hanwoo-sirloin-%d", i);
+		p->name = mall_arena_printf(A, "\xed\x95\x9c\xec\x9a\xb0 1++ \"%d\"", i);
+		p->summary = "\xeb\xa7\x88\xeb\xb8\x94\xeb\xa7\x81 <b>/</b>\n";
+		p->price = price;
+		p->category_id = i % 4;
+		if (i % 2) {
+			Mall__Catalog__Image *im = (Mall__Catalog__Image *)mall_pb_new(
+			    &mall__catalog__image__descriptor, A);
+			im->url = mall_arena_printf(A, "/media/products/%d.jpg", i);
+			im->alt = p->name;
+			im->width = 800;
+			im->height = 600;
+			p->thumbnail = im;
+		}
+		p->available = i % 3 != 0;
+		p->created_at = "2026-11-27T12:00:00Z";
+		r->products[i] = p;
+	}
+	r->total_count = 137;
+	r->page = 1;
+	r->page_size = 20;
+	return r;
+}
+
+/* A product with options and stocked SKUs. */
+static Mall__Catalog__Product *
+product_detail(size_t nskus)
+{
+	Mall__Catalog__Product *p =
+	    (Mall__Catalog__Product *)mall_pb_new(&mall__catalog__product__descriptor, A);
+	p->id = 7;
+	p->slug = "hanwoo-sirloin";
+	p->name = "\xed\x95\x9c\xec\x9a\xb0";
+	p->description_html = "<p>\xeb\xa7\x88\xeb\xb8\x94\xeb\xa7\x81</p>";
+	p->n_skus = nskus;
+	p->skus = mall_arena_alloc(A, (nskus + 1) * sizeof(*p->skus));
+	for (size_t i = 0; i < nskus; i++) {
+		Mall__Catalog__Sku *s =
+		    (Mall__Catalog__Sku *)mall_pb_new(&mall__catalog__sku__descriptor, A);
+		Mall__Money *price = (Mall__Money *)mall_pb_new(&mall__money__descriptor, A);
+		price->amount = 39000;
+		price->currency = "KRW";
+		s->id = (int64_t)i + 1;
+		s->product_id = 7;
+		s->code = mall_arena_printf(A, "HW-%zu", i);
+		s->price = price;
+		s->on_hand = 9;
+		s->reserved = 4;
+		s->available = 5;
+		p->skus[i] = s;
+	}
+	p->published = 1;
+	p->created_at = "2026-11-27T12:00:00Z";
+	return p;
+}
+
+/* The text writer gives exactly jansson's text (json_dumps of
+ * mall_pb_to_json), for every field kind and for thousands of generated
+ * messages: numbers at their limits, NaN and infinities, any float or double
+ * bit pattern, Korean text, control characters, bytes that are not UTF-8,
+ * unknown enum values, unset and NULL sub-messages, nesting. */
+static void
+test_text_writer_matches_jansson(void **state)
+{
+	(void)state;
+	assert_same_text(&parse_ok(all_kinds_in)->base);
+	assert_same_text(&parse_ok("{}")->base);
+	assert_same_text(&product_page()->base);
+	assert_same_text(&product_detail(6)->base);
+	Mall__Catalog__ListProductsReply empty = MALL__CATALOG__LIST_PRODUCTS_REPLY__INIT;
+	assert_same_text(&empty.base);
+
+	/* every ASCII and every single byte in a string */
+	char all[256];
+	for (int i = 1; i < 256; i++)
+		all[i - 1] = (char)i;
+	all[255] = '\0';
+	Everything *e = (Everything *)mall_pb_new(EVERYTHING, A);
+	e->text = all;
+	assert_same_text(&e->base);
+
+	/* numbers at their limits */
+	e = (Everything *)mall_pb_new(EVERYTHING, A);
+	e->i32 = INT32_MIN;
+	e->i64 = INT64_MIN;
+	e->u32 = UINT32_MAX;
+	e->u64 = UINT64_MAX;
+	e->s32 = INT32_MAX;
+	e->s64 = INT64_MAX;
+	e->f64 = (uint64_t)INT64_MAX + 1;
+	e->sf64 = INT64_MIN;
+	e->ratio = FLT_TRUE_MIN;
+	e->amount = -DBL_MAX;
+	static double amounts[] = {NAN,  INFINITY, -INFINITY, 0.0,  -0.0, DBL_MIN, DBL_TRUE_MIN,
+	                           1e21, 1e22,     1e16,      1e17, 0.1,  1e-5,    123456.789};
+	static float ratios[] = {NAN, -INFINITY, FLT_MAX, -FLT_MAX, FLT_MIN, 0.1f, 1e-7f, -0.0f};
+	static uint64_t big[] = {0, (uint64_t)INT64_MAX, (uint64_t)INT64_MAX + 1, UINT64_MAX};
+	e->n_amounts = sizeof(amounts) / sizeof(amounts[0]);
+	e->amounts = amounts;
+	e->n_ratios = sizeof(ratios) / sizeof(ratios[0]);
+	e->ratios = ratios;
+	e->n_big = sizeof(big) / sizeof(big[0]);
+	e->big = big;
+	assert_same_text(&e->base);
+
+	for (int i = 0; i < 3000; i++)
+		assert_same_text(&rnd_everything()->base);
+}
+
+/* What the text writer writes, spelled out: UTF-8 and '/' as they are,
+ * control characters escaped, reals as jansson writes them. */
+static void
+test_text_writer_format(void **state)
+{
+	(void)state;
+	Mall__Test__Inner in = MALL__TEST__INNER__INIT;
+	in.name =
+	    "\xed\x95\x9c/\x7f\x01\x1f\b\f\n\r\t\"\\\xe2\x80\xa8\xf0\x9f\x98\x80\xff\xed\xa0\x80";
+	in.count = -2147483647 - 1;
+	assert_json(&in.base, "{\"name\":\"\xed\x95\x9c/\x7f\\u0001\\u001F\\b\\f\\n\\r\\t\\\"\\\\"
+	                      "\xe2\x80\xa8\xf0\x9f\x98\x80\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"
+	                      "\xef\xbf\xbd\"," /* \xed\xa0\x80: one U+FFFD a byte */
+	                      "\"count\":-2147483648}");
+
+	Everything *e = (Everything *)mall_pb_new(EVERYTHING, A);
+	static double amounts[] = {1.0, -0.0, 0.1, 1e22, 1e-7, 1e16, 2.5};
+	static float ratios[] = {0.1f, 3.0f};
+	e->n_amounts = sizeof(amounts) / sizeof(amounts[0]);
+	e->amounts = amounts;
+	e->n_ratios = sizeof(ratios) / sizeof(ratios[0]);
+	e->ratios = ratios;
+	char *text = mall_pb_to_json_text(&e->base, NULL);
+	assert_non_null(strstr(text, "\"amounts\":[1.0,-0.0,0.10000000000000001,1e22,"
+	                             "9.9999999999999995e-8,10000000000000000.0,2.5],"
+	                             "\"ratios\":[0.10000000000000001,3.0],"));
+	free(text);
+}
+
+/* skip_stock: leaves out a SKU's onHand and reserved (as the gateway does). */
+static bool
+skip_stock(const ProtobufCFieldDescriptor *f, const ProtobufCMessageDescriptor *owner, void *arg)
+{
+	(*(int *)arg)++;
+	return owner == &mall__catalog__sku__descriptor &&
+	       (strcmp(f->name, "on_hand") == 0 || strcmp(f->name, "reserved") == 0);
+}
+
+/* skip_count: leaves out "count" of Inner only; "name" of Node stays. */
+static bool
+skip_count(const ProtobufCFieldDescriptor *f, const ProtobufCMessageDescriptor *owner, void *arg)
+{
+	(void)arg;
+	return owner == &mall__test__inner__descriptor && strcmp(f->name, "count") == 0;
+}
+
+static bool
+skip_all(const ProtobufCFieldDescriptor *f, const ProtobufCMessageDescriptor *owner, void *arg)
+{
+	(void)f, (void)owner, (void)arg;
+	return true;
+}
+
+/* skip_first_and_last: leaves out Everything's first and last fields. */
+static bool
+skip_first_and_last(const ProtobufCFieldDescriptor *f, const ProtobufCMessageDescriptor *owner,
+                    void *arg)
+{
+	(void)arg;
+	return owner == EVERYTHING &&
+	       (f == &owner->fields[0] || f == &owner->fields[owner->n_fields - 1]);
+}
+
+/* The skip option leaves out exactly the fields it names, at any depth, and
+ * the rest is the same text as without it. */
+static void
+test_text_writer_skip(void **state)
+{
+	(void)state;
+	int calls = 0;
+	mall_pb_json_opts stock = {.skip = skip_stock, .arg = &calls};
+
+	/* the product detail: as deleting the keys from jansson's object */
+	Mall__Catalog__Product *p = product_detail(3);
+	json_t *j = mall_pb_to_json(&p->base);
+	size_t i;
+	json_t *sku;
+	json_array_foreach(json_object_get(j, "skus"), i, sku)
+	{
+		assert_non_null(json_object_get(sku, "onHand"));
+		json_object_del(sku, "onHand");
+		json_object_del(sku, "reserved");
+	}
+	char *want = jansson_text(j);
+	size_t len;
+	char *got = mall_pb_to_json_text_opts(&p->base, &stock, &len);
+	assert_string_equal(got, want);
+	assert_int_equal(len, strlen(want));
+	assert_null(strstr(got, "onHand"));
+	assert_null(strstr(got, "reserved"));
+	assert_non_null(strstr(got, "\"price\":{\"amount\":39000,\"currency\":\"KRW\"},"
+	                            "\"available\":5},"));
+	/* asked once for each field that would be written, with its arg */
+	assert_int_equal(calls, 12 + 3 * (8 + 2)); /* price is unset */
+	free(got);
+	free(want);
+
+	/* no skip, or none skipped: the plain text */
+	mall_pb_json_opts none = {0};
+	want = mall_pb_to_json_text(&p->base, NULL);
+	got = mall_pb_to_json_text_opts(&p->base, &none, NULL);
+	assert_string_equal(got, want);
+	free(got);
+	got = mall_pb_to_json_text_opts(&p->base, NULL, NULL);
+	assert_string_equal(got, want);
+	free(got);
+	free(want);
+
+	/* a nested type's field, wherever the type occurs */
+	Everything *e = parse_ok("{\"inner\":{\"name\":\"a\",\"count\":1},"
+	                         "\"inners\":[{\"count\":2},{\"name\":\"b\"}],"
+	                         "\"choiceInner\":{\"count\":3},\"tree\":{\"name\":\"count\"}}");
+	mall_pb_json_opts count = {.skip = skip_count};
+	got = mall_pb_to_json_text_opts(&e->base, &count, NULL);
+	assert_null(strstr(got, "\"count\":"));
+	assert_non_null(strstr(got, "\"inner\":{\"name\":\"a\"},"));
+	assert_non_null(strstr(got, "\"inners\":[{\"name\":\"\"},{\"name\":\"b\"}],"));
+	assert_non_null(strstr(got, "\"choiceInner\":{\"name\":\"\"},"));
+	assert_non_null(strstr(got, "\"tree\":{\"name\":\"count\",\"children\":[]}"));
+	free(got);
+
+	/* commas stay right when the first, the last or every field is left out */
+	mall_pb_json_opts edges = {.skip = skip_first_and_last};
+	got = mall_pb_to_json_text_opts(&e->base, &edges, NULL);
+	assert_true(strncmp(got, "{\"i64\":0,", 9) == 0);
+	assert_non_null(strstr(got, "\"big\":[]}"));
+	assert_null(strstr(got, "\"small\""));
+	free(got);
+	mall_pb_json_opts all = {.skip = skip_all};
+	got = mall_pb_to_json_text_opts(&e->base, &all, &len);
+	assert_string_equal(got, "{}");
+	assert_int_equal(len, 2);
+	free(got);
+}
+
 static void
 test_utf8_valid(void **state)
 {
@@ -880,6 +1384,9 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_set_from_string, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_catalog_list_reply, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_utf8_valid, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_text_writer_matches_jansson, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_text_writer_format, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_text_writer_skip, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
