@@ -278,8 +278,8 @@ mall_gw_read_json(mall_gw_req *r, const ProtobufCMessageDescriptor *desc, Protob
 	if (!mall_gw_media_is_json(mg_get_header(r->conn, "Content-Type")))
 		return mall_status_set(st, MALL_INVALID_ARGUMENT,
 		                       "request body must be application/json");
-	const char *body;
-	size_t len;
+	const char *body = "";
+	size_t len = 0;
 	mall_code c = mall_gw_read_body(r, true, &body, &len, st);
 	if (c != MALL_OK)
 		return c;
