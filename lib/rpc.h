@@ -109,6 +109,13 @@ bool mall_rpc_ctx_has_role(const mall_rpc_ctx *ctx, const char *role);
 const ProtobufCBinaryData *mall_rpc_ctx_body(const mall_rpc_ctx *ctx);
 const ProtobufCMessageDescriptor *mall_rpc_ctx_reply_desc(const mall_rpc_ctx *ctx);
 
+/* mall_rpc_ctx_set_packed_reply: the reply is these bytes (already a packed
+ * message of the method's reply type); the handler then returns MALL_OK with
+ * *reply left NULL. The bytes must live as long as ctx (e.g. in its arena).
+ * They go out as they are, unchecked; under a mutation hook (MALL_RPC_MUTATING)
+ * the hook gets them unpacked as *reply, so idem.c records them as usual. */
+void mall_rpc_ctx_set_packed_reply(mall_rpc_ctx *ctx, const uint8_t *data, size_t len);
+
 /* ---- client ---- */
 
 typedef struct mall_rpc_client mall_rpc_client;

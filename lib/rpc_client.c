@@ -17,11 +17,21 @@
  *
  * A call goes to the healthy instance with the fewest calls outstanding (a
  * frozen instance accumulates outstanding calls and stops being chosen long
- * before it is ejected).  Each attempt opens a context on the instance's socket
- * and bounds send and receive with nng_aio_set_timeout, since aio operations
- * ignore socket timeouts.  NNG_OPT_REQ_RESENDTIME is far above any deadline,
- * so nng itself never re-sends: every retry is our decision, and goes to
- * another instance when there is one.
+ * before it is ejected).  Each attempt bounds send and receive with
+ * nng_aio_set_timeout, since aio operations ignore socket timeouts.
+ * NNG_OPT_REQ_RESENDTIME is far above any deadline, so nng itself never
+ * re-sends: every retry is our decision, and goes to another instance when
+ * there is one.
+ *
+ * The hot path: an attempt runs on a channel, a context of the instance's
+ * socket with the aio that drives it, taken from the instance's idle list and
+ * put back after a good reply (opening and closing a context per call
+ * serialises every caller on nng's global locks).  Reuse is safe with nng's
+ * REQ: a context keeps no state once its reply has arrived, and a new send
+ * abandons whatever request it had.  A channel whose attempt failed, timed out
+ * or was cancelled is closed all the same, so nothing of an abandoned request
+ * can meet a later call.  The request envelope is packed straight into the
+ * nng message, the body into a stack buffer or the caller's arena.
  *
  * When no instance is connected, a call re-dials them at once ("kicks" them,
  * at most every KICK_WAIT_MS each; nng's own reconnect backs off up to 2 s) and
@@ -39,6 +49,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,14 +77,27 @@
 #define RESEND_MS (3600 * 1000) /* NNG_OPT_REQ_RESENDTIME: above any deadline */
 #define MAX_PIPES 8
 #define MAX_TRACKED_TRIES 16
+#define MAX_IDLE_CHANS 256 /* idle channels kept per instance */
+#define BODY_STACK 1024    /* request bodies up to this size are packed on the stack */
+#define ID_POOL 1024       /* random bytes drawn at once for ids (a getrandom call each) */
 
 typedef struct call call;
 typedef struct instance instance;
+
+typedef struct chan chan;
 
 struct call {
 	call *prev, *next; /* in the instance's list of calls in flight */
 	pthread_mutex_t mu;
 	bool cancelled; /* the instance's connection went away */
+	nng_aio *aio;   /* of the channel in use; NULL between operations */
+};
+
+/* A channel: one context of an instance's socket and the aio that drives it,
+ * used by one attempt at a time and kept for the next while it is healthy. */
+struct chan {
+	chan *next; /* in the instance's idle list */
+	nng_ctx ctx;
 	nng_aio *aio;
 };
 
@@ -97,6 +121,8 @@ struct instance {
 	int64_t recovered_at;  /* when the last ejection ended with a good probe */
 	bool probing;          /* a probe call is in flight after an ejection */
 	call *calls;
+	chan *idle; /* channels ready for the next attempt */
+	int nidle;
 	char why[128]; /* the last trouble, for error messages */
 };
 
@@ -126,20 +152,45 @@ struct mall_rpc_client {
 };
 
 static pthread_once_t sodium_once = PTHREAD_ONCE_INIT;
+static atomic_uint fork_gen; /* moves in a forked child: its pools are its parent's */
+
+static void
+after_fork(void)
+{
+	atomic_fetch_add(&fork_gen, 1);
+}
 
 static void
 init_sodium(void)
 {
 	if (sodium_init() < 0)
 		abort();
+	pthread_atfork(NULL, NULL, after_fork);
 }
+
+/* Random bytes for ids, drawn ID_POOL at a time per thread: libsodium's
+ * randombytes_buf is a getrandom system call, one per call otherwise. */
+static _Thread_local struct {
+	unsigned char buf[ID_POOL];
+	size_t used;
+	unsigned gen;
+	bool filled;
+} id_pool;
 
 void
 mall_rpc_new_id(char buf[33])
 {
 	unsigned char raw[16];
 	pthread_once(&sodium_once, init_sodium);
-	randombytes_buf(raw, sizeof(raw));
+	unsigned gen = atomic_load(&fork_gen);
+	if (!id_pool.filled || id_pool.gen != gen || id_pool.used + sizeof(raw) > ID_POOL) {
+		randombytes_buf(id_pool.buf, ID_POOL);
+		id_pool.used = 0;
+		id_pool.gen = gen;
+		id_pool.filled = true;
+	}
+	memcpy(raw, id_pool.buf + id_pool.used, sizeof(raw));
+	id_pool.used += sizeof(raw);
 	sodium_bin2hex(buf, 33, raw, sizeof(raw));
 }
 
@@ -176,7 +227,8 @@ cancel_calls(instance *in)
 	for (call *k = in->calls; k != NULL; k = k->next) {
 		pthread_mutex_lock(&k->mu);
 		k->cancelled = true;
-		nng_aio_cancel(k->aio);
+		if (k->aio != NULL)
+			nng_aio_cancel(k->aio);
 		pthread_mutex_unlock(&k->mu);
 	}
 }
@@ -251,9 +303,49 @@ instance_new(mall_rpc_client *c, const char *url, int source, mall_status *st)
 	return in;
 }
 
+/* chan_new: a channel on in's socket, or NULL with the nng error in *rv. */
+static chan *
+chan_new(instance *in, int *rv)
+{
+	chan *ch = mall_xcalloc(1, sizeof(*ch));
+	if ((*rv = nng_aio_alloc(&ch->aio, NULL, NULL)) != 0) {
+		free(ch);
+		return NULL;
+	}
+	if ((*rv = nng_ctx_open(&ch->ctx, in->sock)) != 0) {
+		nng_aio_free(ch->aio);
+		free(ch);
+		return NULL;
+	}
+	return ch;
+}
+
+/* chan_free: closes the context (unless its socket is closed, which closed
+ * it) and frees the channel.  No operation may be running on it. */
+static void
+chan_free(chan *ch, bool sock_closed)
+{
+	if (!sock_closed)
+		nng_ctx_close(ch->ctx);
+	nng_aio_free(ch->aio);
+	free(ch);
+}
+
+static void
+chans_free(chan *list, bool sock_closed)
+{
+	while (list != NULL) {
+		chan *ch = list;
+		list = ch->next;
+		chan_free(ch, sock_closed);
+	}
+}
+
+/* instance_free: after its socket is closed. */
 static void
 instance_free(instance *in)
 {
+	chans_free(in->idle, true);
 	free(in->url);
 	free(in);
 }
@@ -427,6 +519,10 @@ close_removed(mall_rpc_client *c)
 		if (victim == NULL)
 			return;
 		nng_close(victim->sock);
+		/* unlinked and idle: nobody else reaches its channels */
+		chans_free(victim->idle, true);
+		victim->idle = NULL;
+		victim->nidle = 0;
 		pthread_mutex_lock(&c->mu);
 		victim->closed = true;
 		victim->next = c->retired;
@@ -668,70 +764,70 @@ eject(mall_rpc_client *c, instance *in, int64_t now)
 	              in->url, (long long)ms, in->why);
 }
 
-/* attempt: one request/reply on one instance within try_ms.  Returns 0 with
- * the reply in *out, or an nng error (NNG_ECANCELED when the instance's
- * connection went away). */
+/* run_op: starts a send (or receive) on ch for call k unless the call was
+ * cancelled, and waits for it.  Returns 0 or an nng error. */
 static int
-attempt(instance *in, call *k, const void *buf, size_t size, int64_t try_ms, nng_msg **out)
+run_op(call *k, chan *ch, bool send)
+{
+	int rv = 0;
+	pthread_mutex_lock(&k->mu);
+	if (k->cancelled) {
+		rv = NNG_ECANCELED;
+	} else {
+		k->aio = ch->aio;
+		if (send)
+			nng_ctx_send(ch->ctx, ch->aio);
+		else
+			nng_ctx_recv(ch->ctx, ch->aio);
+	}
+	pthread_mutex_unlock(&k->mu);
+	if (rv != 0)
+		return rv;
+	nng_aio_wait(ch->aio);
+	return nng_aio_result(ch->aio);
+}
+
+/* attempt: one request/reply on one instance within try_ms, on the channel
+ * *chp (opened here when NULL).  The envelope env, size bytes packed, is
+ * packed straight into the message.  Returns 0 with the reply in *out, or an
+ * nng error (NNG_ECANCELED when the instance's connection went away); either
+ * way the channel, if any, is left in *chp for the caller to keep or close. */
+static int
+attempt(instance *in, call *k, chan **chp, const Mall__Rpc__Request *env, size_t size,
+        int64_t try_ms, nng_msg **out)
 {
 	int64_t end = mono_ms() + try_ms;
-	nng_ctx ctx;
 	nng_msg *m;
 	int rv;
 
 	*out = NULL;
-	if ((rv = nng_ctx_open(&ctx, in->sock)) != 0)
+	if (*chp == NULL && (*chp = chan_new(in, &rv)) == NULL)
 		return rv;
-	if ((rv = nng_msg_alloc(&m, size)) != 0) {
-		nng_ctx_close(ctx);
+	chan *ch = *chp;
+	if ((rv = nng_msg_alloc(&m, size)) != 0)
 		return rv;
-	}
-	memcpy(nng_msg_body(m), buf, size);
-	nng_aio_set_msg(k->aio, m);
-	nng_aio_set_timeout(k->aio, (nng_duration)try_ms);
-	pthread_mutex_lock(&k->mu);
-	if (k->cancelled)
-		rv = NNG_ECANCELED;
-	else
-		nng_ctx_send(ctx, k->aio);
-	pthread_mutex_unlock(&k->mu);
-	if (rv == 0) {
-		nng_aio_wait(k->aio);
-		rv = nng_aio_result(k->aio);
-	}
-	if (rv != 0) {
+	mall__rpc__request__pack(env, nng_msg_body(m));
+	nng_aio_set_msg(ch->aio, m);
+	nng_aio_set_timeout(ch->aio, (nng_duration)try_ms);
+	if ((rv = run_op(k, ch, true)) != 0) {
 		/* a failed send leaves the message with us */
-		nng_msg *left = nng_aio_get_msg(k->aio);
+		nng_msg *left = nng_aio_get_msg(ch->aio);
 		if (left != NULL)
 			nng_msg_free(left);
-		nng_aio_set_msg(k->aio, NULL);
-		nng_ctx_close(ctx);
+		nng_aio_set_msg(ch->aio, NULL);
 		return rv;
 	}
-	nng_aio_set_msg(k->aio, NULL);
+	nng_aio_set_msg(ch->aio, NULL);
 
 	int64_t left = end - mono_ms();
-	if (left <= 0) {
-		nng_ctx_close(ctx);
+	if (left <= 0)
 		return NNG_ETIMEDOUT;
-	}
-	nng_aio_set_timeout(k->aio, (nng_duration)left);
-	pthread_mutex_lock(&k->mu);
-	if (k->cancelled)
-		rv = NNG_ECANCELED;
-	else
-		nng_ctx_recv(ctx, k->aio);
-	pthread_mutex_unlock(&k->mu);
-	if (rv == 0) {
-		nng_aio_wait(k->aio);
-		rv = nng_aio_result(k->aio);
-		if (rv == 0) {
-			*out = nng_aio_get_msg(k->aio);
-			nng_aio_set_msg(k->aio, NULL);
-		}
-	}
-	nng_ctx_close(ctx);
-	return rv;
+	nng_aio_set_timeout(ch->aio, (nng_duration)left);
+	if ((rv = run_op(k, ch, false)) != 0)
+		return rv;
+	*out = nng_aio_get_msg(ch->aio);
+	nng_aio_set_msg(ch->aio, NULL);
+	return 0;
 }
 
 /* unreachable: the reason no attempt could be made (c->mu held). */
@@ -777,20 +873,17 @@ unlink_call(instance *in, call *k)
 	k->prev = k->next = NULL;
 }
 
-/* exchange: sends the packed envelope until an instance answers, the tries run
- * out or the deadline passes.  Returns MALL_OK with the reply in *out, or the
- * failure in st. */
+/* exchange: sends the envelope (size bytes packed) until an instance answers,
+ * the tries run out or the deadline passes.  Returns MALL_OK with the reply in
+ * *out, or the failure in st. */
 static mall_code
-exchange(mall_rpc_client *c, const char *full, const void *buf, size_t size, int64_t start,
-         int64_t deadline, bool safe, nng_msg **out, mall_status *st)
+exchange(mall_rpc_client *c, const char *full, const Mall__Rpc__Request *env, size_t size,
+         int64_t start, int64_t deadline, bool safe, nng_msg **out, mall_status *st)
 {
 	call k;
 	memset(&k, 0, sizeof(k));
-	int rv = nng_aio_alloc(&k.aio, NULL, NULL);
-	if (rv != 0)
-		return mall_status_set(st, MALL_INTERNAL, "could not call %s: %s", full,
-		                       nng_strerror(rv));
 	pthread_mutex_init(&k.mu, NULL);
+	int rv;
 
 	instance *tried[MAX_TRACKED_TRIES];
 	int ntried = 0, tries = 0;
@@ -858,19 +951,38 @@ exchange(mall_rpc_client *c, const char *full, const void *buf, size_t size, int
 		if (probe)
 			in->probing = true;
 		k.cancelled = false;
+		k.aio = NULL;
 		link_call(in, &k);
 		if (ntried < MAX_TRACKED_TRIES)
 			tried[ntried++] = in;
 		tries++;
+		chan *ch = in->idle;
+		if (ch != NULL) {
+			in->idle = ch->next;
+			in->nidle--;
+			ch->next = NULL;
+		}
 		pthread_mutex_unlock(&c->mu);
 
 		int64_t try_ms = c->o.try_timeout_ms;
 		if (deadline - now < try_ms)
 			try_ms = deadline - now;
-		rv = attempt(in, &k, buf, size, try_ms, out);
+		rv = attempt(in, &k, &ch, env, size, try_ms, out);
 
 		pthread_mutex_lock(&c->mu);
-		unlink_call(in, &k);
+		unlink_call(in, &k); /* from here no cancellation reaches ch */
+		k.aio = NULL;
+		if (ch != NULL && rv == 0 && !in->removed && in->nidle < MAX_IDLE_CHANS) {
+			ch->next = in->idle;
+			in->idle = ch;
+			in->nidle++;
+		} else if (ch != NULL) {
+			/* failed (or not wanted): closed, never reused.  The call still
+			 * counts as outstanding, so the socket stays open meanwhile. */
+			pthread_mutex_unlock(&c->mu);
+			chan_free(ch, false);
+			pthread_mutex_lock(&c->mu);
+		}
 		in->outstanding--;
 		now = mono_ms();
 		if (probe)
@@ -907,7 +1019,6 @@ exchange(mall_rpc_client *c, const char *full, const void *buf, size_t size, int
 	}
 	pthread_mutex_unlock(&c->mu);
 	pthread_mutex_destroy(&k.mu);
-	nng_aio_free(k.aio);
 	return code;
 }
 
@@ -987,26 +1098,22 @@ mall_rpc_call(mall_rpc_client *c, const ProtobufCServiceDescriptor *svc, const c
 		env.caller = &caller;
 	}
 	env.deadline_unix_ms = unix_ms() + timeout;
+	uint8_t stack_body[BODY_STACK];
 	size_t blen = protobuf_c_message_get_packed_size(req);
-	uint8_t *body = mall_xmalloc(blen);
+	uint8_t *body = blen <= sizeof(stack_body) ? stack_body : mall_arena_alloc(arena, blen);
 	env.body.len = protobuf_c_message_pack(req, body);
 	env.body.data = body;
 	size_t size = mall__rpc__request__get_packed_size(&env);
 	mall_code code;
 	nng_msg *rmsg = NULL;
 	if (size > c->o.max_msg) {
-		free(body);
 		code = mall_status_set(st, MALL_RESOURCE_EXHAUSTED,
 		                       "request %s to %s is %zu bytes, over the limit of %zu bytes",
 		                       full, c->service, size, c->o.max_msg);
 		goto out;
 	}
-	uint8_t *buf = mall_xmalloc(size);
-	mall__rpc__request__pack(&env, buf);
-	free(body);
 
-	code = exchange(c, full, buf, size, start, deadline, safe, &rmsg, st);
-	free(buf);
+	code = exchange(c, full, &env, size, start, deadline, safe, &rmsg, st);
 	if (code != MALL_OK)
 		goto out;
 

@@ -12,7 +12,12 @@
  * and the body into a per-request arena, dispatch by full method name, pack the
  * reply and start the send.  State changes happen under the server mutex, so
  * drain can cancel exactly the contexts waiting to receive and never a reply
- * being sent.
+ * being sent; nng calls that may write to the network (a send) are made
+ * outside it, and a queued request wakes one worker, after the unlock.
+ *
+ * The reply is packed straight into the request's nng message: the status
+ * first, then the body (a message packed in place, or bytes the handler had
+ * packed already, see mall_rpc_ctx_set_packed_reply), with no copy between.
  */
 #include "rpc.h"
 
@@ -95,6 +100,9 @@ struct mall_rpc_ctx {
 	void *worker;
 	const Mall__Rpc__Request *req;
 	const method_entry *m;
+	const uint8_t *packed; /* mall_rpc_ctx_set_packed_reply */
+	size_t packed_len;
+	bool has_packed;
 };
 
 static mall_code ping(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **reply,
@@ -239,6 +247,7 @@ work_cb(void *arg)
 	work *w = arg;
 	mall_rpc_server *s = w->srv;
 	int rv = nng_aio_result(w->aio);
+	bool wake = false;
 
 	pthread_mutex_lock(&s->mu);
 	switch (w->state) {
@@ -260,7 +269,7 @@ work_cb(void *arg)
 		else
 			s->qhead = w;
 		s->qtail = w;
-		pthread_cond_signal(&s->queued);
+		wake = true;
 		break;
 	case W_SEND:
 		if (rv != 0) {
@@ -277,13 +286,41 @@ work_cb(void *arg)
 		break;
 	}
 	pthread_mutex_unlock(&s->mu);
+	if (wake)
+		pthread_cond_signal(&s->queued); /* one worker is enough */
 }
 
-/* Packs the reply envelope (status and body) into msg, reusing its memory;
- * *sent is the code that went out.  Returns 0 or an nng error. */
+static size_t
+varint_size(size_t v)
+{
+	size_t n = 1;
+	for (; v >= 0x80; v >>= 7)
+		n++;
+	return n;
+}
+
+static size_t
+put_varint(uint8_t *p, size_t v)
+{
+	size_t n = 0;
+	for (; v >= 0x80; v >>= 7)
+		p[n++] = (uint8_t)(v | 0x80);
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+/* Reply.body (field 2, length-delimited) goes after the packed status as
+ * tag, length, bytes: what protobuf-c would write, without packing the body
+ * into a buffer first only to copy it. */
+#define REPLY_BODY_TAG 0x12
+
+/* Packs the reply envelope into msg, reusing its memory: the status, then the
+ * body, given as a message (body) or as packed bytes (packed, packed_len), or
+ * neither.  *sent is the code that went out.  Returns 0 or an nng error. */
 static int
 pack_reply(mall_rpc_server *s, nng_msg *msg, mall_code code, const mall_status *st,
-           const ProtobufCMessage *body, mall_arena *arena, const char *method, mall_code *sent)
+           const ProtobufCMessage *body, const uint8_t *packed, size_t packed_len,
+           const char *method, mall_code *sent)
 {
 	Mall__Rpc__FieldError fe[MALL_STATUS_MAX_FIELDS];
 	Mall__Rpc__FieldError *fep[MALL_STATUS_MAX_FIELDS];
@@ -303,13 +340,13 @@ pack_reply(mall_rpc_server *s, nng_msg *msg, mall_code code, const mall_status *
 	}
 	pst.n_fields = (size_t)nf;
 	pst.fields = nf > 0 ? fep : NULL;
-	rep.status = &pst;
-	if (code == MALL_OK && body != NULL) {
-		size_t n = protobuf_c_message_get_packed_size(body);
-		rep.body.data = mall_arena_alloc(arena, n);
-		rep.body.len = protobuf_c_message_pack(body, rep.body.data);
-	}
+	rep.status = &pst; /* rep.body stays empty: appended below */
+	size_t blen = 0;
+	if (code == MALL_OK)
+		blen = body != NULL ? protobuf_c_message_get_packed_size(body) : packed_len;
 	size_t total = mall__rpc__reply__get_packed_size(&rep);
+	if (blen > 0)
+		total += 1 + varint_size(blen) + blen;
 	if (total > s->max_msg) {
 		snprintf(message, sizeof(message),
 		         "reply of %s is %zu bytes, over the limit of %zu bytes", method, total,
@@ -317,16 +354,47 @@ pack_reply(mall_rpc_server *s, nng_msg *msg, mall_code code, const mall_status *
 		pst.code = MALL__RPC__CODE__RESOURCE_EXHAUSTED;
 		pst.n_fields = 0;
 		pst.fields = NULL;
-		rep.body.data = NULL;
-		rep.body.len = 0;
+		blen = 0;
 		total = mall__rpc__reply__get_packed_size(&rep);
 	}
 	*sent = (mall_code)pst.code;
+	/* the request was decoded into the arena: its bytes need not survive */
+	nng_msg_clear(msg);
 	int rv = nng_msg_realloc(msg, total);
 	if (rv != 0)
 		return rv;
-	mall__rpc__reply__pack(&rep, nng_msg_body(msg));
+	uint8_t *p = nng_msg_body(msg);
+	p += mall__rpc__reply__pack(&rep, p);
+	if (blen > 0) {
+		*p++ = REPLY_BODY_TAG;
+		p += put_varint(p, blen);
+		if (body != NULL)
+			protobuf_c_message_pack(body, p);
+		else
+			memcpy(p, packed, blen);
+	}
 	return 0;
+}
+
+/* run_handler: what a mutation hook runs as the handler.  A packed reply is
+ * unpacked for the hook, which stores replies by packing them (idem.c). */
+static mall_code
+run_handler(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **reply,
+            mall_status *st)
+{
+	const method_entry *m = ctx->m;
+	ctx->has_packed = false;
+	mall_code code = m->fn(ctx, req, reply, st);
+	if (code != MALL_OK || *reply != NULL || !ctx->has_packed)
+		return code;
+	ctx->has_packed = false;
+	*reply = protobuf_c_message_unpack(m->md->output, mall_arena_pb(ctx->arena),
+	                                   ctx->packed_len, ctx->packed);
+	if (*reply == NULL)
+		return mall_status_set(st, MALL_INTERNAL,
+		                       "handler of %s set a packed reply that is not a %s", m->full,
+		                       m->md->output->name);
+	return MALL_OK;
 }
 
 /* serve: decodes the request in w->msg, runs its handler and leaves the packed
@@ -341,6 +409,8 @@ serve(mall_rpc_server *s, work *w, mall_arena *arena, void *wstate)
 	const method_entry *m = NULL;
 	const char *method = "unknown"; /* metrics label: never an unvetted name */
 	ProtobufCMessage *reply = NULL;
+	const uint8_t *packed = NULL; /* a packed reply instead of reply */
+	size_t packed_len = 0;
 
 	Mall__Rpc__Request *req =
 	    mall__rpc__request__unpack(pa, nng_msg_len(w->msg), nng_msg_body(w->msg));
@@ -374,11 +444,19 @@ serve(mall_rpc_server *s, work *w, mall_arena *arena, void *wstate)
 	}
 	mall_rpc_ctx ctx = {.srv = s, .arena = arena, .worker = wstate, .req = req, .m = m};
 	if ((m->flags & MALL_RPC_MUTATING) && s->mutate != NULL)
-		code = s->mutate(&ctx, m->fn, body, &reply, &st);
+		code = s->mutate(&ctx, run_handler, body, &reply, &st);
 	else
 		code = m->fn(&ctx, body, &reply, &st);
 	if (code == MALL_OK) {
-		if (reply == NULL || reply->descriptor != m->md->output) {
+		if (reply == NULL && ctx.has_packed) {
+			packed = ctx.packed;
+			packed_len = ctx.packed_len;
+		} else if (reply != NULL && ctx.has_packed) {
+			code = mall_status_set(
+			    &st, MALL_INTERNAL,
+			    "handler of %s returned both a reply and a packed reply", m->full);
+			reply = NULL;
+		} else if (reply == NULL || reply->descriptor != m->md->output) {
 			code = mall_status_set(&st, MALL_INTERNAL,
 			                       "handler of %s returned %s instead of a %s", m->full,
 			                       reply == NULL ? "no reply" : reply->descriptor->name,
@@ -399,7 +477,7 @@ serve(mall_rpc_server *s, work *w, mall_arena *arena, void *wstate)
 	st.code = code;
 done:;
 	mall_code sent = code;
-	int rv = pack_reply(s, w->msg, code, &st, reply, arena, method, &sent);
+	int rv = pack_reply(s, w->msg, code, &st, reply, packed, packed_len, method, &sent);
 	if (rv != 0) {
 		mall_log_error(req ? req->trace_id : NULL, "could not build the reply of %s: %s",
 		               method, nng_strerror(rv));
@@ -456,9 +534,12 @@ worker_main(void *p)
 			continue;
 		}
 		w->state = W_SEND;
+		pthread_mutex_unlock(&s->mu);
+		/* W_SEND: nothing else touches w until the send completes */
 		nng_aio_set_msg(w->aio, w->msg);
 		w->msg = NULL;
 		nng_ctx_send(w->ctx, w->aio);
+		pthread_mutex_lock(&s->mu);
 	}
 	pthread_mutex_unlock(&s->mu);
 
@@ -611,6 +692,14 @@ ping(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **reply, m
 	r->pid = (int64_t)getpid();
 	*reply = &r->base;
 	return MALL_OK;
+}
+
+void
+mall_rpc_ctx_set_packed_reply(mall_rpc_ctx *ctx, const uint8_t *data, size_t len)
+{
+	ctx->packed = data;
+	ctx->packed_len = len;
+	ctx->has_packed = true;
 }
 
 mall_arena *

@@ -12,6 +12,7 @@
 #ifndef MALL_CATALOG_H
 #define MALL_CATALOG_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "db.h"
@@ -60,11 +61,21 @@ void catalog_cache_stop(void);
 uint64_t catalog_cache_generation(void);
 /* catalog_cache_invalidate: a write committed (or may have): drop everything. */
 void catalog_cache_invalidate(void);
-/* catalog_cache_get: the reply stored for (method, request bytes) at the
- * current generation, unpacked into a; NULL if none. */
-ProtobufCMessage *catalog_cache_get(mall_rpc_ctx *ctx);
-/* catalog_cache_put: stores reply for (method, request bytes), read at gen. */
-void catalog_cache_put(mall_rpc_ctx *ctx, uint64_t gen, const ProtobufCMessage *reply);
+/* catalog_cache_lookup: the packed reply stored for (method, request bytes) at
+ * the current generation, copied into ctx's arena: true with *data, *len and
+ * *flags (as given to catalog_cache_put; flags may be NULL), false if none. */
+bool catalog_cache_lookup(mall_rpc_ctx *ctx, const uint8_t **data, size_t *len, unsigned *flags);
+/* catalog_cache_reply: on a hit, makes the stored bytes ctx's reply (with
+ * mall_rpc_ctx_set_packed_reply, so the handler returns MALL_OK with *reply
+ * NULL) and returns true; false if none. */
+bool catalog_cache_reply(mall_rpc_ctx *ctx);
+/* catalog_cache_put: stores reply for (method, request bytes), read at gen,
+ * with flags for catalog_cache_lookup. */
+void catalog_cache_put(mall_rpc_ctx *ctx, uint64_t gen, const ProtobufCMessage *reply,
+                       unsigned flags);
+enum {
+	CATALOG_CACHE_PUBLISHED = 1 << 0, /* GetProduct: the product is published */
+};
 /* catalog_bump_version: in a write's transaction: bumps catalog_version and
  * notifies every instance after commit. */
 mall_code catalog_bump_version(mall_db_conn *conn, mall_status *st);

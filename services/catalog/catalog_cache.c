@@ -11,6 +11,11 @@
  * during the read leaves the entry stale, never served.  If the listening
  * connection breaks, notifications may be lost: the generation moves on
  * reconnect too.  The database stays the source of truth.
+ *
+ * A hit is answered with the stored bytes as they are (copied into the
+ * request's arena and handed to mall_rpc_ctx_set_packed_reply), never
+ * unpacked and packed again; what a handler must know of the reply to decide
+ * whether to give it (a product's `published`) is stored beside it as flags.
  */
 #include <poll.h>
 #include <pthread.h>
@@ -30,6 +35,7 @@ typedef struct entry {
 	unsigned char *key; /* method '\0' request-bytes */
 	size_t value_len;
 	unsigned char *value; /* packed reply */
+	unsigned flags;       /* the caller's, e.g. CATALOG_CACHE_PUBLISHED */
 } entry;
 
 #define NBUCKETS 4096
@@ -99,36 +105,48 @@ key_equal(const entry *e, const char *method, const ProtobufCBinaryData *body)
 	       (body->len == 0 || memcmp(e->key + mlen + 1, body->data, body->len) == 0);
 }
 
-ProtobufCMessage *
-catalog_cache_get(mall_rpc_ctx *ctx)
+bool
+catalog_cache_lookup(mall_rpc_ctx *ctx, const uint8_t **data, size_t *len, unsigned *flags)
 {
 	if (cache.max_entries == 0)
-		return NULL;
+		return false;
 	const char *method = mall_rpc_ctx_method(ctx);
 	const ProtobufCBinaryData *body = mall_rpc_ctx_body(ctx);
 	uint64_t h = hash_key(method, body);
 	uint64_t gen = catalog_cache_generation();
 	mall_arena *a = mall_rpc_ctx_arena(ctx);
-	unsigned char *copy = NULL;
-	size_t len = 0;
+	bool hit = false;
 
 	pthread_mutex_lock(&cache.mu);
 	for (entry *e = cache.buckets[h % NBUCKETS]; e != NULL; e = e->next) {
 		if (e->hash == h && e->gen == gen && key_equal(e, method, body)) {
-			len = e->value_len;
-			copy = mall_arena_alloc(a, len ? len : 1);
-			memcpy(copy, e->value, len);
+			uint8_t *copy = mall_arena_alloc(a, e->value_len ? e->value_len : 1);
+			memcpy(copy, e->value, e->value_len);
+			*data = copy;
+			*len = e->value_len;
+			if (flags != NULL)
+				*flags = e->flags;
+			hit = true;
 			break;
 		}
 	}
 	pthread_mutex_unlock(&cache.mu);
-	if (copy == NULL)
-		return NULL;
-	return protobuf_c_message_unpack(mall_rpc_ctx_reply_desc(ctx), mall_arena_pb(a), len, copy);
+	return hit;
+}
+
+bool
+catalog_cache_reply(mall_rpc_ctx *ctx)
+{
+	const uint8_t *data;
+	size_t len;
+	if (!catalog_cache_lookup(ctx, &data, &len, NULL))
+		return false;
+	mall_rpc_ctx_set_packed_reply(ctx, data, len);
+	return true;
 }
 
 void
-catalog_cache_put(mall_rpc_ctx *ctx, uint64_t gen, const ProtobufCMessage *reply)
+catalog_cache_put(mall_rpc_ctx *ctx, uint64_t gen, const ProtobufCMessage *reply, unsigned flags)
 {
 	if (cache.max_entries == 0 || gen != catalog_cache_generation())
 		return;
@@ -148,6 +166,7 @@ catalog_cache_put(mall_rpc_ctx *ctx, uint64_t gen, const ProtobufCMessage *reply
 	n->value_len = protobuf_c_message_get_packed_size(reply);
 	n->value = mall_xmalloc(n->value_len ? n->value_len : 1);
 	protobuf_c_message_pack(reply, n->value);
+	n->flags = flags;
 
 	pthread_mutex_lock(&cache.mu);
 	if (gen != catalog_cache_generation()) {

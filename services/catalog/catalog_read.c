@@ -1,7 +1,8 @@
 /*
  * catalog_read.c: the storefront's reads: product list and detail, categories,
  * stock.  List, detail and categories are answered from the reply cache
- * (catalog_cache.c) when the catalog has not changed since they were read.
+ * (catalog_cache.c) when the catalog has not changed since they were read:
+ * the stored bytes go out as a packed reply, never unpacked on the way.
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -180,11 +181,8 @@ catalog_list_products(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufC
 		return mall_status_set(st, MALL_PERMISSION_DENIED,
 		                       "unpublished products are for admin callers only");
 
-	ProtobufCMessage *cached = catalog_cache_get(ctx);
-	if (cached != NULL) {
-		*reply = cached;
-		return MALL_OK;
-	}
+	if (catalog_cache_reply(ctx))
+		return MALL_OK; /* the stored bytes go out as they are */
 	uint64_t gen = catalog_cache_generation();
 	mall_db_conn *conn = mall_rpc_ctx_worker(ctx);
 
@@ -244,7 +242,7 @@ catalog_list_products(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufC
 	out->page = page;
 	out->page_size = page_size;
 	*reply = &out->base;
-	catalog_cache_put(ctx, gen, *reply);
+	catalog_cache_put(ctx, gen, *reply, 0);
 	return MALL_OK;
 }
 
@@ -362,12 +360,13 @@ catalog_get_product(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufCMe
 	if (ref[0] == '\0' || strlen(ref) > 200)
 		return mall_status_field(st, "idOrSlug", "must be a product id or slug");
 
-	ProtobufCMessage *cached = catalog_cache_get(ctx);
-	if (cached != NULL) {
-		Mall__Catalog__Product *p = (void *)cached;
-		if (!p->published && !is_admin(ctx))
+	const uint8_t *cached;
+	size_t cached_len;
+	unsigned flags;
+	if (catalog_cache_lookup(ctx, &cached, &cached_len, &flags)) {
+		if (!(flags & CATALOG_CACHE_PUBLISHED) && !is_admin(ctx))
 			return mall_status_set(st, MALL_NOT_FOUND, "product %s not found", ref);
-		*reply = cached;
+		mall_rpc_ctx_set_packed_reply(ctx, cached, cached_len);
 		return MALL_OK;
 	}
 	uint64_t gen = catalog_cache_generation();
@@ -392,7 +391,7 @@ catalog_get_product(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufCMe
 			mall_status_set(st, MALL_NOT_FOUND, "product %s not found", ref);
 		return st->code;
 	}
-	catalog_cache_put(ctx, gen, &p->base);
+	catalog_cache_put(ctx, gen, &p->base, p->published ? CATALOG_CACHE_PUBLISHED : 0);
 	if (!p->published && !is_admin(ctx))
 		return mall_status_set(st, MALL_NOT_FOUND, "product %s not found", ref);
 	*reply = &p->base;
@@ -405,11 +404,8 @@ catalog_list_categories(mall_rpc_ctx *ctx, const ProtobufCMessage *req, Protobuf
 {
 	(void)req;
 	mall_arena *a = mall_rpc_ctx_arena(ctx);
-	ProtobufCMessage *cached = catalog_cache_get(ctx);
-	if (cached != NULL) {
-		*reply = cached;
-		return MALL_OK;
-	}
+	if (catalog_cache_reply(ctx))
+		return MALL_OK; /* the stored bytes go out as they are */
 	uint64_t gen = catalog_cache_generation();
 	PGresult *res = mall_db_exec(mall_rpc_ctx_worker(ctx), st,
 	    "SELECT id, slug, name, coalesce(parent_id, 0), position FROM category "
@@ -434,7 +430,7 @@ catalog_list_categories(mall_rpc_ctx *ctx, const ProtobufCMessage *req, Protobuf
 	}
 	PQclear(res);
 	*reply = &out->base;
-	catalog_cache_put(ctx, gen, *reply);
+	catalog_cache_put(ctx, gen, *reply, 0);
 	return MALL_OK;
 }
 
@@ -445,7 +441,7 @@ catalog_get_stock(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufCMess
 	const Mall__Catalog__GetStockRequest *req = (const void *)req_;
 	if (req->sku_code[0] == '\0')
 		return mall_status_field(st, "skuCode", "is required");
-	Mall__Catalog__Sku *sku;
+	Mall__Catalog__Sku *sku = NULL;
 	if (catalog_load_sku(mall_rpc_ctx_worker(ctx), mall_rpc_ctx_arena(ctx), req->sku_code, &sku,
 	                     st) != MALL_OK)
 		return st->code;

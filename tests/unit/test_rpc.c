@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -64,7 +65,8 @@ static atomic_int get_calls;     /* GetProduct handler runs */
 static atomic_int counted_calls; /* GetProduct runs for "count-me" */
 static atomic_int hook_calls;    /* mutation hook runs */
 static atomic_int stall_first;   /* CreateProduct: first run sleeps this long (ms) */
-static atomic_int hook_wrong;    /* hook saw a wrong reply descriptor or no body */
+static atomic_int hook_wrong;    /* hook saw a wrong reply descriptor, no body or no reply */
+static atomic_int packed_mode;   /* what ListCategories does, see list_categories */
 static pthread_mutex_t keys_mu = PTHREAD_MUTEX_INITIALIZER;
 static char hook_keys[8][64];
 static char hook_methods[8][96];
@@ -171,8 +173,72 @@ create_product(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage 
 	return MALL_OK;
 }
 
+enum { PACKED_OK, PACKED_EMPTY, PACKED_BOTH, PACKED_HUGE };
+
+/* ListCategories answers with a packed reply: three categories (PACKED_OK),
+ * none (PACKED_EMPTY, zero bytes), three with names of 100 kB (PACKED_HUGE),
+ * or a packed reply and a message at once (PACKED_BOTH, a handler bug). */
+static mall_code
+list_categories(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **reply,
+                mall_status *st)
+{
+	(void)req;
+	(void)st;
+	mall_arena *a = mall_rpc_ctx_arena(ctx);
+	int mode = atomic_load(&packed_mode);
+	Mall__Catalog__Category c[3], *cp[3];
+	Mall__Catalog__ListCategoriesReply r = MALL__CATALOG__LIST_CATEGORIES_REPLY__INIT;
+	char *big = NULL;
+	if (mode == PACKED_HUGE) {
+		big = mall_arena_alloc(a, 100001);
+		memset(big, 'n', 100000);
+	}
+	for (int i = 0; i < 3; i++) {
+		mall__catalog__category__init(&c[i]);
+		c[i].id = i + 1;
+		c[i].slug = mall_arena_printf(a, "cat-%d", i + 1);
+		c[i].name = big ? big : mall_arena_printf(a, "Category %d", i + 1);
+		c[i].position = 10 * (i + 1);
+		cp[i] = &c[i];
+	}
+	r.n_categories = mode == PACKED_EMPTY ? 0 : 3;
+	r.categories = cp;
+	size_t len = mall__catalog__list_categories_reply__get_packed_size(&r);
+	uint8_t *buf = mall_arena_alloc(a, len ? len : 1);
+	mall__catalog__list_categories_reply__pack(&r, buf);
+	mall_rpc_ctx_set_packed_reply(ctx, buf, len);
+	if (mode == PACKED_BOTH) {
+		Mall__Catalog__ListCategoriesReply *m = mall_arena_alloc(a, sizeof(*m));
+		mall__catalog__list_categories_reply__init(m);
+		*reply = &m->base;
+	}
+	return MALL_OK;
+}
+
+/* CreateCategory (mutating) answers with a packed Category: slug as asked,
+ * name the idempotency key. */
+static mall_code
+create_category(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **reply,
+                mall_status *st)
+{
+	(void)reply;
+	(void)st;
+	const Mall__Catalog__CreateCategoryRequest *r = (const void *)req;
+	mall_arena *a = mall_rpc_ctx_arena(ctx);
+	Mall__Catalog__Category c = MALL__CATALOG__CATEGORY__INIT;
+	c.id = 9;
+	c.slug = r->slug;
+	c.name = (char *)mall_rpc_ctx_idempotency_key(ctx);
+	size_t len = mall__catalog__category__get_packed_size(&c);
+	uint8_t *buf = mall_arena_alloc(a, len);
+	mall__catalog__category__pack(&c, buf);
+	mall_rpc_ctx_set_packed_reply(ctx, buf, len);
+	return MALL_OK;
+}
+
 /* The mutation hook records each key and method, then runs the handler (the
- * first run optionally stalls, so the client retries elsewhere). */
+ * first run optionally stalls, so the client retries elsewhere) and checks it
+ * got a reply message, as lib/idem.c needs to record it. */
 static mall_code
 hook(mall_rpc_ctx *ctx, mall_rpc_handler fn, const ProtobufCMessage *req, ProtobufCMessage **reply,
      mall_status *st)
@@ -188,17 +254,26 @@ hook(mall_rpc_ctx *ctx, mall_rpc_handler fn, const ProtobufCMessage *req, Protob
 	if (i == 0 && atomic_load(&stall_first) > 0)
 		sleep_ms(atomic_load(&stall_first));
 	/* no cmocka asserts off the main thread: record and check later */
-	if (mall_rpc_ctx_reply_desc(ctx) != &mall__catalog__product__descriptor ||
-	    mall_rpc_ctx_body(ctx)->len == 0)
+	const ProtobufCMessageDescriptor *want =
+	    strcmp(mall_rpc_ctx_method(ctx), "mall.catalog.Catalog/CreateCategory") == 0
+	        ? &mall__catalog__category__descriptor
+	        : &mall__catalog__product__descriptor;
+	if (mall_rpc_ctx_reply_desc(ctx) != want || mall_rpc_ctx_body(ctx)->len == 0)
 		atomic_fetch_add(&hook_wrong, 1);
-	return fn(ctx, req, reply, st);
+	mall_code code = fn(ctx, req, reply, st);
+	if (code == MALL_OK && (*reply == NULL || (*reply)->descriptor != want))
+		atomic_fetch_add(&hook_wrong, 1);
+	return code;
 }
 
 static const mall_rpc_method catalog_methods[] = {
     {"GetProduct", get_product, 0},
     {"ListProducts", list_products, 0},
     {"CreateProduct", create_product, MALL_RPC_MUTATING},
+    {"ListCategories", list_categories, 0},
+    {"CreateCategory", create_category, MALL_RPC_MUTATING},
 };
+#define NCATALOG_METHODS (sizeof(catalog_methods) / sizeof(catalog_methods[0]))
 
 static void
 reset_fake(void)
@@ -208,6 +283,7 @@ reset_fake(void)
 	atomic_store(&hook_calls, 0);
 	atomic_store(&stall_first, 0);
 	atomic_store(&hook_wrong, 0);
+	atomic_store(&packed_mode, PACKED_OK);
 	memset(hook_keys, 0, sizeof(hook_keys));
 	memset(hook_methods, 0, sizeof(hook_methods));
 }
@@ -225,9 +301,9 @@ start_server_opts(const char *url, int workers, size_t max_msg)
 	mall_status st;
 	mall_status_clear(&st);
 	assert_int_equal(mall_rpc_server_new(&s, &o, &st), MALL_OK);
-	assert_int_equal(
-	    mall_rpc_server_add(s, &mall__catalog__catalog__descriptor, catalog_methods, 3, &st),
-	    MALL_OK);
+	assert_int_equal(mall_rpc_server_add(s, &mall__catalog__catalog__descriptor,
+	                                     catalog_methods, NCATALOG_METHODS, &st),
+	                 MALL_OK);
 	if (mall_rpc_server_start(s, &st) != MALL_OK)
 		fail_msg("%s", st.message);
 	return s;
@@ -251,9 +327,9 @@ start_server_state(const char *url, server_state *ss)
 	mall_rpc_server *s;
 	mall_status st;
 	assert_int_equal(mall_rpc_server_new(&s, &o, &st), MALL_OK);
-	assert_int_equal(
-	    mall_rpc_server_add(s, &mall__catalog__catalog__descriptor, catalog_methods, 3, &st),
-	    MALL_OK);
+	assert_int_equal(mall_rpc_server_add(s, &mall__catalog__catalog__descriptor,
+	                                     catalog_methods, NCATALOG_METHODS, &st),
+	                 MALL_OK);
 	if (mall_rpc_server_start(s, &st) != MALL_OK)
 		fail_msg("%s", st.message);
 	return s;
@@ -937,6 +1013,153 @@ test_metrics_recorded(void **state)
 	free(text);
 }
 
+static mall_code
+call_list_categories(mall_rpc_client *c, mall_arena *a, Mall__Catalog__ListCategoriesReply **out,
+                     mall_status *st)
+{
+	Mall__Catalog__ListCategoriesRequest req = MALL__CATALOG__LIST_CATEGORIES_REQUEST__INIT;
+	ProtobufCMessage *rep = NULL;
+	mall_code code = mall_rpc_call(c, &mall__catalog__catalog__descriptor, "ListCategories",
+	                               &req.base, &rep, a, NULL, st);
+	*out = (Mall__Catalog__ListCategoriesReply *)rep;
+	return code;
+}
+
+static void
+test_packed_reply(void **state)
+{
+	(void)state;
+	reset_fake();
+	char url[64];
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", free_port());
+	mall_rpc_server *srv = start_server_opts(url, 2, 64 * 1024);
+	mall_rpc_client *cli = new_client(url, NULL);
+	mall_arena *a = mall_arena_new();
+	mall_status st;
+	Mall__Catalog__ListCategoriesReply *r;
+
+	/* the handler's bytes are the reply */
+	if (call_list_categories(cli, a, &r, &st) != MALL_OK)
+		fail_msg("%s", st.message);
+	assert_int_equal(r->n_categories, 3);
+	assert_int_equal(r->categories[0]->id, 1);
+	assert_string_equal(r->categories[2]->slug, "cat-3");
+	assert_string_equal(r->categories[2]->name, "Category 3");
+	assert_int_equal(r->categories[2]->position, 30);
+
+	/* zero bytes are an empty message, not a missing reply */
+	atomic_store(&packed_mode, PACKED_EMPTY);
+	assert_int_equal(call_list_categories(cli, a, &r, &st), MALL_OK);
+	assert_non_null(r);
+	assert_int_equal(r->n_categories, 0);
+
+	/* the size limit holds for packed bytes too */
+	atomic_store(&packed_mode, PACKED_HUGE);
+	int64_t t0 = now_ms();
+	assert_int_equal(call_list_categories(cli, a, &r, &st), MALL_RESOURCE_EXHAUSTED);
+	assert_true(now_ms() - t0 < 500);
+	assert_null(r);
+	assert_non_null(strstr(st.message, "reply of mall.catalog.Catalog/ListCategories is"));
+	assert_non_null(strstr(st.message, "over the limit of 65536 bytes"));
+
+	/* a message and packed bytes at once is a handler bug, not a guess */
+	atomic_store(&packed_mode, PACKED_BOTH);
+	assert_int_equal(call_list_categories(cli, a, &r, &st), MALL_INTERNAL);
+	assert_null(r);
+	assert_non_null(strstr(st.message, "both a reply and a packed reply"));
+
+	/* a mutating handler's packed reply reaches the mutation hook as a
+	 * message (idem.c packs it to record it) and the caller as it was */
+	mall_rpc_call_opts co = {.flags = MALL_RPC_CALL_MUTATING, .idempotency_key = "cat-key-1"};
+	Mall__Catalog__CreateCategoryRequest cr = MALL__CATALOG__CREATE_CATEGORY_REQUEST__INIT;
+	cr.slug = "fruit";
+	ProtobufCMessage *rep = NULL;
+	if (mall_rpc_call(cli, &mall__catalog__catalog__descriptor, "CreateCategory", &cr.base,
+	                  &rep, a, &co, &st) != MALL_OK)
+		fail_msg("%s", st.message);
+	const Mall__Catalog__Category *c = (const void *)rep;
+	assert_int_equal(c->id, 9);
+	assert_string_equal(c->slug, "fruit");
+	assert_string_equal(c->name, "cat-key-1");
+	assert_int_equal(atomic_load(&hook_calls), 1);
+	assert_int_equal(atomic_load(&hook_wrong), 0);
+
+	/* and the connection is still fine */
+	atomic_store(&packed_mode, PACKED_OK);
+	assert_int_equal(call_list_categories(cli, a, &r, &st), MALL_OK);
+	assert_int_equal(r->n_categories, 3);
+	mall_arena_free(a);
+	mall_rpc_client_free(cli);
+	mall_rpc_server_free(srv);
+}
+
+/* Contexts are reused from call to call: a reply that arrives after its call
+ * gave up must never be taken for the answer to a later call. */
+static void
+test_late_replies_never_answer_later_calls(void **state)
+{
+	fixture *f = *state;
+	mall_status st;
+	mall_rpc_call_opts co = {.timeout_ms = 150};
+	for (int i = 0; i < 3; i++)
+		assert_int_equal(get(f->cli, "slow:400", f->arena, &co, NULL, &st),
+		                 MALL_DEADLINE_EXCEEDED);
+	sleep_ms(500); /* the three late replies have come back by now */
+	for (int i = 0; i < 40; i++) {
+		char slug[32];
+		snprintf(slug, sizeof(slug), "later-%d", i);
+		Mall__Catalog__Product *p;
+		if (get(f->cli, slug, f->arena, NULL, &p, &st) != MALL_OK)
+			fail_msg("call %d: %s", i, st.message);
+		assert_string_equal(p->slug, slug);
+	}
+	assert_int_equal(atomic_load(&get_calls), 43);
+}
+
+static int
+id_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/* Ids come from a per-thread pool of random bytes: distinct, 32 hex digits,
+ * and a forked child never repeats what its parent hands out next. */
+static void
+test_new_ids_are_unique(void **state)
+{
+	(void)state;
+	enum { N = 2000 };
+	static char ids[N][33];
+	for (int i = 0; i < N; i++) {
+		mall_rpc_new_id(ids[i]);
+		assert_int_equal(strlen(ids[i]), 32);
+		assert_int_equal(strspn(ids[i], "0123456789abcdef"), 32);
+	}
+	qsort(ids, N, sizeof(ids[0]), id_cmp);
+	for (int i = 1; i < N; i++)
+		assert_string_not_equal(ids[i - 1], ids[i]);
+
+	int fds[2];
+	assert_int_equal(pipe(fds), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char id[33];
+		mall_rpc_new_id(id);
+		_exit(write(fds[1], id, sizeof(id)) == (ssize_t)sizeof(id) ? 0 : 1);
+	}
+	char child[33] = "", parent[33];
+	assert_int_equal(read(fds[0], child, sizeof(child)), sizeof(child));
+	int status = 0;
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	close(fds[0]);
+	close(fds[1]);
+	mall_rpc_new_id(parent);
+	assert_int_equal(strlen(child), 32);
+	assert_string_not_equal(parent, child);
+}
+
 int
 main(void)
 {
@@ -961,6 +1184,10 @@ main(void)
 	    cmocka_unit_test(test_bad_addresses),
 	    cmocka_unit_test(test_drain_finishes_in_flight),
 	    cmocka_unit_test_setup_teardown(test_metrics_recorded, setup, teardown),
+	    cmocka_unit_test(test_packed_reply),
+	    cmocka_unit_test_setup_teardown(test_late_replies_never_answer_later_calls, setup,
+	                                    teardown),
+	    cmocka_unit_test(test_new_ids_are_unique),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
