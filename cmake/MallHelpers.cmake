@@ -19,7 +19,9 @@ function(mall_embed_migrations)
     COMMAND ${CMAKE_COMMAND} -DNAME=${M_NAME} -DOUT=${out} "-DFILES=${sql}"
             -P "${PROJECT_SOURCE_DIR}/cmake/EmbedMigrations.cmake"
     DEPENDS ${sql} "${PROJECT_SOURCE_DIR}/cmake/EmbedMigrations.cmake"
-    COMMENT "Embedding ${M_NAME} migrations")
+    COMMENT "Embedding ${M_NAME} migrations"
+    # VERBATIM: the ';' between the files must reach cmake -P, not the shell
+    VERBATIM)
   add_library(mall_migrations_${M_NAME} STATIC "${out}")
   target_include_directories(mall_migrations_${M_NAME} PUBLIC "${PROJECT_SOURCE_DIR}/lib")
   target_link_libraries(mall_migrations_${M_NAME} PUBLIC PkgConfig::LIBPQ PkgConfig::PROTOBUFC)

@@ -36,6 +36,7 @@ main(void)
 	memset(&gc, 0, sizeof(gc));
 	gc.listen = mall_config_listen(&cfg, "MALL_GATEWAY_LISTEN", "127.0.0.1:8080");
 	gc.catalog_addrs = mall_config_str(&cfg, "MALL_CATALOG_ADDRS", "tcp://127.0.0.1:7401");
+	gc.member_addrs = mall_config_str(&cfg, "MALL_MEMBER_ADDRS", "tcp://127.0.0.1:7411");
 	const char *root =
 	    mall_config_str(&cfg, "MALL_GATEWAY_WEB_ROOT", MALL_GATEWAY_DEFAULT_WEB_ROOT);
 	gc.max_body = mall_config_size(&cfg, "MALL_GATEWAY_MAX_BODY", 1 * MiB, 1, 1 * GiB);
@@ -71,9 +72,11 @@ main(void)
 		return st.code == MALL_INVALID_ARGUMENT ? 2 : 1;
 	}
 	mall_gw_set_ready(gw, true);
-	mall_log_info(
-	    NULL, "listening on %s (web root %s, catalog %s, %d threads, body limit %lld bytes)",
-	    gc.listen, gc.web_root, gc.catalog_addrs, gc.threads, (long long)gc.max_body);
+	mall_log_info(NULL,
+	              "listening on %s (web root %s, catalog %s, member %s, %d threads, body "
+	              "limit %lld bytes)",
+	              gc.listen, gc.web_root, gc.catalog_addrs, gc.member_addrs, gc.threads,
+	              (long long)gc.max_body);
 
 	int sig = 0;
 	while (sigwait(&stop, &sig) != 0)

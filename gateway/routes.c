@@ -35,6 +35,8 @@ static const mall_gw_route routes[] = {
      MALL_GW_ROUTE_API, NULL, 0},
     {"GET", "/api/v1/categories", MALL_GW_ROUTE_CATEGORIES, MALL_GW_LIMIT_BODY, MALL_GW_ROUTE_API,
      NULL, 0},
+    {"POST", "/api/v1/members", MALL_GW_ROUTE_MEMBERS, MALL_GW_LIMIT_BODY, MALL_GW_ROUTE_API,
+     NULL, 0},
     {"GET", "/*", MALL_GW_ROUTE_STATIC, MALL_GW_LIMIT_BODY, MALL_GW_ROUTE_ANY_QUERY, NULL, 0},
 };
 

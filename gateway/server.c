@@ -298,6 +298,7 @@ static const handler_fn handlers[MALL_GW_ROUTE_COUNT] = {
     [MALL_GW_ROUTE_PRODUCTS] = mall_gw_handle_products,
     [MALL_GW_ROUTE_PRODUCT] = mall_gw_handle_product,
     [MALL_GW_ROUTE_CATEGORIES] = mall_gw_handle_categories,
+    [MALL_GW_ROUTE_MEMBERS] = mall_gw_handle_members,
     [MALL_GW_ROUTE_STATIC] = mall_gw_handle_static,
 };
 
@@ -513,6 +514,12 @@ mall_gw_start(mall_gw **out, const mall_gw_config *cfg, mall_status *st)
 		free(gw);
 		return c;
 	}
+	c = mall_rpc_client_new(&gw->member, "member", cfg->member_addrs, &copts, st);
+	if (c != MALL_OK) {
+		mall_rpc_client_free(gw->catalog);
+		free(gw);
+		return c;
+	}
 
 	char threads[16], timeout[24];
 	snprintf(threads, sizeof(threads), "%d", cfg->threads);
@@ -544,6 +551,7 @@ mall_gw_start(mall_gw **out, const mall_gw_config *cfg, mall_status *st)
 	gw->mg = mg_start(&cbs, gw, options);
 	if (gw->mg == NULL) {
 		mall_rpc_client_free(gw->catalog);
+		mall_rpc_client_free(gw->member);
 		free(gw);
 		return mall_status_set(st, MALL_UNAVAILABLE, "could not listen on %s for HTTP",
 		                       cfg->listen);
@@ -566,6 +574,7 @@ mall_gw_stop(mall_gw *gw)
 		return;
 	mg_stop(gw->mg);
 	mall_rpc_client_free(gw->catalog);
+	mall_rpc_client_free(gw->member);
 	mg_exit_library();
 	free(gw);
 }

@@ -7,7 +7,9 @@
  * the committed record (and answers it) or, if the first rolled back, inserts
  * the key and runs the handler itself.  The request is identified by
  * SHA-256(method "\n" body), so a key reused for another request is refused
- * instead of answering a reply that belongs to something else.
+ * instead of answering a reply that belongs to something else; for a request
+ * carrying a password the body is hashed with the password emptied
+ * (mall_idem_mutate_secret).
  */
 #include "idem.h"
 
@@ -37,17 +39,18 @@ bytea_text(mall_arena *a, const uint8_t *data, size_t len)
 	return s;
 }
 
+/* request_hash: SHA-256(method "\n" body) of body (len bytes). */
 static void
-request_hash(const mall_rpc_ctx *ctx, unsigned char out[crypto_hash_sha256_BYTES])
+request_hash(const mall_rpc_ctx *ctx, const uint8_t *body, size_t len,
+             unsigned char out[crypto_hash_sha256_BYTES])
 {
 	const char *method = mall_rpc_ctx_method(ctx);
-	const ProtobufCBinaryData *body = mall_rpc_ctx_body(ctx);
 	crypto_hash_sha256_state h;
 	crypto_hash_sha256_init(&h);
 	crypto_hash_sha256_update(&h, (const unsigned char *)method, strlen(method));
 	crypto_hash_sha256_update(&h, (const unsigned char *)"\n", 1);
-	if (body != NULL && body->len > 0)
-		crypto_hash_sha256_update(&h, body->data, body->len);
+	if (body != NULL && len > 0)
+		crypto_hash_sha256_update(&h, body, len);
 	crypto_hash_sha256_final(&h, out);
 }
 
@@ -124,9 +127,10 @@ answer_recorded(mall_rpc_ctx *ctx, mall_db_conn *db, const char *key, const char
 	return MALL_OK;
 }
 
-mall_code
-mall_idem_mutate(mall_rpc_ctx *ctx, mall_rpc_handler fn, const ProtobufCMessage *req,
-                 ProtobufCMessage **reply, mall_status *st)
+/* mutate: mall_idem_mutate with the request identified by body (len bytes). */
+static mall_code
+mutate(mall_rpc_ctx *ctx, mall_rpc_handler fn, const ProtobufCMessage *req, const uint8_t *body,
+       size_t len, ProtobufCMessage **reply, mall_status *st)
 {
 	*reply = NULL;
 	mall_db_conn *db = mall_rpc_ctx_worker(ctx);
@@ -145,7 +149,7 @@ mall_idem_mutate(mall_rpc_ctx *ctx, mall_rpc_handler fn, const ProtobufCMessage 
 		return mall_status_set(st, MALL_INTERNAL,
 		                       "could not hash request: libsodium failed to initialize");
 	unsigned char h[crypto_hash_sha256_BYTES];
-	request_hash(ctx, h);
+	request_hash(ctx, body, len, h);
 	const char *hash_hex = bytea_text(mall_rpc_ctx_arena(ctx), h, sizeof(h));
 
 	for (int attempt = 0; attempt < 2; attempt++) {
@@ -167,4 +171,38 @@ mall_idem_mutate(mall_rpc_ctx *ctx, mall_rpc_handler fn, const ProtobufCMessage 
 	}
 	return mall_status_set(st, MALL_ABORTED,
 	                       "idempotency record of key %s keeps vanishing: retry", key);
+}
+
+mall_code
+mall_idem_mutate(mall_rpc_ctx *ctx, mall_rpc_handler fn, const ProtobufCMessage *req,
+                 ProtobufCMessage **reply, mall_status *st)
+{
+	const ProtobufCBinaryData *body = mall_rpc_ctx_body(ctx);
+	return mutate(ctx, fn, req, body ? body->data : NULL, body ? body->len : 0, reply, st);
+}
+
+mall_code
+mall_idem_mutate_secret(mall_rpc_ctx *ctx, mall_rpc_handler fn, const ProtobufCMessage *req,
+                        ProtobufCMessage **reply, mall_status *st, const char *const *secret)
+{
+	*reply = NULL;
+	mall_arena *a = mall_rpc_ctx_arena(ctx);
+	const ProtobufCMessageDescriptor *d = req->descriptor;
+	/* a shallow copy: the emptied fields point at a constant, the rest at req's */
+	ProtobufCMessage *copy = mall_arena_alloc(a, d->sizeof_message);
+	memcpy(copy, req, d->sizeof_message);
+	for (const char *const *name = secret; name != NULL && *name != NULL; name++) {
+		const ProtobufCFieldDescriptor *f =
+		    protobuf_c_message_descriptor_get_field_by_name(d, *name);
+		if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING ||
+		    f->label != PROTOBUF_C_LABEL_NONE || (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
+			return mall_status_set(st, MALL_INTERNAL,
+			                       "%s has no singular string field %s to keep secret",
+			                       d->name, *name);
+		*(const char **)((char *)copy + f->offset) = "";
+	}
+	size_t n = protobuf_c_message_get_packed_size(copy);
+	uint8_t *buf = mall_arena_alloc(a, n ? n : 1);
+	protobuf_c_message_pack(copy, buf);
+	return mutate(ctx, fn, req, buf, n, reply, st);
 }

@@ -23,4 +23,16 @@
 mall_code mall_idem_mutate(mall_rpc_ctx *ctx, mall_rpc_handler fn, const ProtobufCMessage *req,
                            ProtobufCMessage **reply, mall_status *st);
 
+/* mall_idem_mutate_secret: as mall_idem_mutate for a request that carries a
+ * secret (a password) in the singular string fields named in secret (proto
+ * names, NULL-terminated).  The request is identified by its packed form with
+ * those fields emptied: a plain SHA-256 of a body holding a password, kept in
+ * the table, would let whoever reads it test guesses at hash speed, bypassing
+ * the slow password hash.  So a repeat of the key that differs only in a
+ * secret gets the stored reply.  A name that is not such a field of req is
+ * INTERNAL. */
+mall_code mall_idem_mutate_secret(mall_rpc_ctx *ctx, mall_rpc_handler fn,
+                                  const ProtobufCMessage *req, ProtobufCMessage **reply,
+                                  mall_status *st, const char *const *secret);
+
 #endif

@@ -152,11 +152,19 @@ test_routes_match_paths(void **state)
 		if (!json_is_object(op))
 			fail_msg("%s %s is not in docs/openapi.json", r->method, r->pattern);
 		json_t *resp = json_object_get(op, "responses");
-		const char *need[] = {"200", "413"};
-		for (size_t k = 0; k < 2; k++)
-			if (json_object_get(resp, need[k]) == NULL)
-				fail_msg("%s %s documents no %s response", r->method, r->pattern,
-				         need[k]);
+		/* a success (200, or 201 for a route that creates) and 413 */
+		bool success = false;
+		const char *code;
+		json_t *x;
+		json_object_foreach(resp, code, x)
+		{
+			if (code[0] == '2' && strlen(code) == 3)
+				success = true;
+		}
+		if (!success)
+			fail_msg("%s %s documents no 2xx response", r->method, r->pattern);
+		if (json_object_get(resp, "413") == NULL)
+			fail_msg("%s %s documents no 413 response", r->method, r->pattern);
 		/* routes that check their query or call a service say so */
 		if (!(r->flags & MALL_GW_ROUTE_ANY_QUERY) &&
 		    (json_object_get(resp, "400") == NULL || json_object_get(resp, "503") == NULL))

@@ -42,6 +42,7 @@ test_exact_routes(void **state)
 	expect_route("GET", "/api/v1/openapi.json", MALL_GW_ROUTE_OPENAPI);
 	expect_route("GET", "/api/v1/products", MALL_GW_ROUTE_PRODUCTS);
 	expect_route("GET", "/api/v1/categories", MALL_GW_ROUTE_CATEGORIES);
+	expect_route("POST", "/api/v1/members", MALL_GW_ROUTE_MEMBERS);
 	mall_gw_match m = match("GET", "/api/v1/products");
 	assert_true(m.api);
 	assert_null(m.param);
@@ -105,6 +106,10 @@ test_wrong_method(void **state)
 			assert_non_null(m.route); /* its body limit applies */
 		}
 	}
+	/* a POST-only route: GET (and HEAD) are 405 naming POST */
+	mall_gw_match pm = match("GET", "/api/v1/members");
+	assert_int_equal(pm.result, MALL_GW_MATCH_METHOD);
+	assert_string_equal(pm.allow, "POST");
 	/* a method on an unknown API path is 404, not 405 */
 	assert_int_equal(match("POST", "/api/v1/nothing").result, MALL_GW_MATCH_NOT_FOUND);
 	/* methods are case-sensitive */
