@@ -718,9 +718,19 @@ class Cluster:
         self.databases.append(db)
         self.sql("CREATE ROLE %s LOGIN" % q,
                  "CREATE DATABASE %s OWNER %s" % (q, q),
-                 "REVOKE CONNECT, TEMPORARY ON DATABASE %s FROM PUBLIC" % q,
-                 "REVOKE CONNECT ON DATABASE postgres FROM PUBLIC",
-                 "REVOKE CONNECT ON DATABASE template1 FROM PUBLIC")
+                 "REVOKE CONNECT, TEMPORARY ON DATABASE %s FROM PUBLIC" % q)
+        # Tests run in parallel against one cluster: two sessions granting on
+        # the same database at once fail with "tuple concurrently updated",
+        # which is harmless to retry.
+        for attempt in range(10):
+            code, _, err = self.sql("REVOKE CONNECT ON DATABASE postgres FROM PUBLIC",
+                                    "REVOKE CONNECT ON DATABASE template1 FROM PUBLIC",
+                                    check=False)
+            if code == 0:
+                break
+            if "tuple concurrently updated" not in err or attempt == 9:
+                raise HarnessError("could not revoke CONNECT on postgres/template1: %s" % err)
+            time.sleep(0.05 * (attempt + 1))
         # pg_trgm (the catalog's search) is trusted from PostgreSQL 13 on,
         # so the owner creates it; elsewhere create it here.
         rows = self.sql("SELECT trusted FROM pg_available_extension_versions v "
