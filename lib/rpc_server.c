@@ -636,6 +636,67 @@ mall_rpc_server_drain(mall_rpc_server *s, int64_t timeout_ms)
 		              s->service, left, (long long)timeout_ms);
 }
 
+/* A socket being closed by a thread of its own, so that a close that never
+ * returns cannot keep the process from exiting. */
+typedef struct closer {
+	nng_socket sock;
+	mall_rpc_server *owner; /* kept reachable while the close runs */
+	pthread_mutex_t mu;
+	pthread_cond_t done_cv;
+	bool done;
+} closer;
+
+static void *
+close_main(void *arg)
+{
+	closer *c = arg;
+	nng_close(c->sock);
+	pthread_mutex_lock(&c->mu);
+	c->done = true;
+	pthread_cond_signal(&c->done_cv);
+	pthread_mutex_unlock(&c->mu);
+	return NULL;
+}
+
+/* close_socket: closes s's socket; false if that did not finish within 3 s.
+ * Measured: nng 1.5.2's nng_close can wait forever for a pipe after the process
+ * was frozen (SIGSTOP) under load, every context and aio already stopped; a
+ * draining service then logs it and exits instead of hanging. */
+static bool
+close_socket(mall_rpc_server *s)
+{
+	closer *c = mall_xcalloc(1, sizeof(*c));
+	c->sock = s->sock;
+	c->owner = s;
+	pthread_mutex_init(&c->mu, NULL);
+	pthread_cond_init(&c->done_cv, NULL);
+	pthread_t t;
+	if (pthread_create(&t, NULL, close_main, c) != 0) {
+		close_main(c);
+	} else {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += 3;
+		pthread_mutex_lock(&c->mu);
+		while (!c->done)
+			if (pthread_cond_timedwait(&c->done_cv, &c->mu, &until) != 0)
+				break;
+		bool done = c->done;
+		pthread_mutex_unlock(&c->mu);
+		if (!done) {
+			pthread_detach(t);
+			mall_log_warn(NULL, "%s: the rpc socket did not close within 3 s; leaving it",
+			              s->service);
+			return false;
+		}
+		pthread_join(t, NULL);
+	}
+	pthread_cond_destroy(&c->done_cv);
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+	return true;
+}
+
 void
 mall_rpc_server_free(mall_rpc_server *s)
 {
@@ -654,8 +715,15 @@ mall_rpc_server_free(mall_rpc_server *s)
 		for (int i = 0; i < s->ncontexts; i++)
 			if (s->works[i].aio != NULL)
 				nng_aio_stop(s->works[i].aio);
-	if (s->sock_open)
-		nng_close(s->sock);
+	/* the contexts go before their socket */
+	if (s->works != NULL)
+		for (int i = 0; i < s->ncontexts; i++)
+			if (s->works[i].ctx_open) {
+				nng_ctx_close(s->works[i].ctx);
+				s->works[i].ctx_open = false;
+			}
+	if (s->sock_open && !close_socket(s))
+		return; /* s stays with the closing thread: nng may still use it */
 	if (s->works != NULL) {
 		for (int i = 0; i < s->ncontexts; i++) {
 			work *w = &s->works[i];
