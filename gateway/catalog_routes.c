@@ -71,7 +71,7 @@ static const mall_pb_json_opts storefront_product = {.skip = skip_stock};
 void
 mall_gw_handle_product(mall_gw_req *r)
 {
-	if (mall_gw_utf8_chars(r->param, strlen(r->param)) > 200) {
+	if (mall_utf8_chars(r->param, strlen(r->param)) > 200) {
 		mall_status st;
 		mall_status_clear(&st);
 		mall_status_field(&st, "idOrSlug", "must be at most 200 characters long");

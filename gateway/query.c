@@ -152,16 +152,6 @@ mall_gw_query_parse(const char *qs, mall_arena *a, mall_gw_param **out, size_t *
 	return bad ? MALL_INVALID_ARGUMENT : MALL_OK;
 }
 
-size_t
-mall_gw_utf8_chars(const char *s, size_t len)
-{
-	size_t n = 0;
-	for (size_t i = 0; i < len; i++)
-		if (((unsigned char)s[i] & 0xC0) != 0x80)
-			n++;
-	return n;
-}
-
 /* Parses a strict decimal integer (digits, an optional leading '-'; no
  * spaces, no '+', no fraction). Returns 0, or -1 when s is not one or does not
  * fit in int64. */
@@ -200,7 +190,7 @@ check_value(const mall_gw_param *p, const mall_gw_param_spec *sp, mall_status *s
 	size_t len = strlen(p->value);
 	switch (sp->type) {
 	case MALL_GW_PARAM_STRING: {
-		size_t chars = mall_gw_utf8_chars(p->value, len);
+		size_t chars = mall_utf8_chars(p->value, len);
 		if ((int64_t)chars >= sp->min && (int64_t)chars <= sp->max)
 			return true;
 		mall_status_field(st, sp->name,

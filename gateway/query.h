@@ -75,7 +75,5 @@ typedef struct mall_gw_param_spec {
 mall_code mall_gw_params_check(const mall_gw_param *params, size_t n,
                                const mall_gw_param_spec *spec, size_t nspec, mall_status *st);
 
-/* mall_gw_utf8_chars: the number of code points of valid UTF-8 s[0..len). */
-size_t mall_gw_utf8_chars(const char *s, size_t len);
 
 #endif

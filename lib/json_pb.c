@@ -1515,3 +1515,13 @@ mall_pb_set_from_string(ProtobufCMessage *m, mall_arena *a, const char *name, co
 		*(protobuf_c_boolean *)(base + f->quantifier_offset) = 1;
 	return MALL_OK;
 }
+
+size_t
+mall_utf8_chars(const char *s, size_t len)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++)
+		if (((unsigned char)s[i] & 0xC0) != 0x80)
+			n++;
+	return n;
+}

@@ -80,5 +80,8 @@ mall_code mall_pb_set_from_string(ProtobufCMessage *m, mall_arena *a, const char
 /* mall_utf8_valid: whether s[0..len) is valid UTF-8 (no overlongs, no
  * surrogates). */
 int mall_utf8_valid(const char *s, size_t len);
+/* mall_utf8_chars: the number of code points in valid UTF-8 s[0..len) (bytes
+ * that do not continue a sequence). */
+size_t mall_utf8_chars(const char *s, size_t len);
 
 #endif

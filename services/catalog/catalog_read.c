@@ -146,15 +146,6 @@ resolve_category(mall_db_conn *conn, mall_arena *a, const char *ref, char **id_o
 	return MALL_OK;
 }
 
-static size_t
-utf8_chars(const char *s)
-{
-	size_t n = 0;
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xC0) != 0x80)
-			n++;
-	return n;
-}
 
 mall_code
 catalog_list_products(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufCMessage **reply,
@@ -169,7 +160,7 @@ catalog_list_products(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufC
 		mall_status_field(st, "page", "must be between 1 and %d", MAX_PAGE);
 	if (page_size < 1 || page_size > 100)
 		mall_status_field(st, "pageSize", "must be between 1 and 100");
-	if (utf8_chars(req->q) > MAX_QUERY_CHARS)
+	if (mall_utf8_chars(req->q, strlen(req->q)) > MAX_QUERY_CHARS)
 		mall_status_field(st, "q", "must be at most %d characters", MAX_QUERY_CHARS);
 	if (req->sort != MALL__CATALOG__PRODUCT_SORT__NEWEST &&
 	    req->sort != MALL__CATALOG__PRODUCT_SORT__PRICE_ASC &&

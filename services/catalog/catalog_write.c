@@ -18,24 +18,16 @@
 #define MAX_PRICE 1000000000LL
 #define MAX_STOCK 1000000000LL
 
-static size_t
-utf8_chars(const char *s)
-{
-	size_t n = 0;
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xC0) != 0x80)
-			n++;
-	return n;
-}
-
 static void
 check_text(mall_status *st, const char *field, const char *v, size_t min, size_t max)
 {
-	if (!mall_utf8_valid(v, strlen(v)))
+	size_t len = strlen(v);
+	size_t chars = mall_utf8_chars(v, len);
+	if (!mall_utf8_valid(v, len))
 		mall_status_field(st, field, "must be valid UTF-8");
-	else if (min > 0 && (utf8_chars(v) < min || utf8_chars(v) > max))
+	else if (min > 0 && (chars < min || chars > max))
 		mall_status_field(st, field, "must be %zu to %zu characters", min, max);
-	else if (utf8_chars(v) > max)
+	else if (chars > max)
 		mall_status_field(st, field, "must be at most %zu characters", max);
 }
 

@@ -13,15 +13,6 @@
 #include "json_pb.h"
 #include "member.h"
 
-static size_t
-utf8_chars(const char *s)
-{
-	size_t n = 0;
-	for (; *s; s++)
-		if (((unsigned char)*s & 0xC0) != 0x80)
-			n++;
-	return n;
-}
 
 /* Whether valid UTF-8 s holds a C0 or C1 control character or DEL. */
 static bool
@@ -49,7 +40,7 @@ member_check_text(mall_status *st, const char *field, const char *v, size_t min,
 		mall_status_field(st, field, "must be valid UTF-8");
 		return;
 	}
-	size_t n = utf8_chars(v);
+	size_t n = mall_utf8_chars(v, strlen(v));
 	if (n < min || n > max) {
 		if (min > 0)
 			mall_status_field(st, field, "must be %zu to %zu characters", min, max);
@@ -73,7 +64,8 @@ member_check_password(mall_status *st, const char *field, const char *v)
 		mall_status_field(st, field, "is required");
 	else if (!mall_utf8_valid(v, len))
 		mall_status_field(st, field, "must be valid UTF-8");
-	else if (utf8_chars(v) < MEMBER_PASSWORD_MIN || utf8_chars(v) > MEMBER_PASSWORD_MAX)
+	else if (mall_utf8_chars(v, len) < MEMBER_PASSWORD_MIN ||
+	         mall_utf8_chars(v, len) > MEMBER_PASSWORD_MAX)
 		mall_status_field(st, field, "must be %d to %d characters", MEMBER_PASSWORD_MIN,
 		                  MEMBER_PASSWORD_MAX);
 }

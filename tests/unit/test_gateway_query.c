@@ -11,6 +11,7 @@
 
 #include <string.h>
 
+#include "json_pb.h"
 #include "query.h"
 #include "routes.h"
 
@@ -255,9 +256,9 @@ static void
 test_utf8_chars(void **state)
 {
 	(void)state;
-	assert_int_equal(mall_gw_utf8_chars("abc", 3), 3);
-	assert_int_equal(mall_gw_utf8_chars("한글", strlen("한글")), 2);
-	assert_int_equal(mall_gw_utf8_chars("", 0), 0);
+	assert_int_equal(mall_utf8_chars("abc", 3), 3);
+	assert_int_equal(mall_utf8_chars("한글", strlen("한글")), 2);
+	assert_int_equal(mall_utf8_chars("", 0), 0);
 }
 
 int

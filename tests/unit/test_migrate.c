@@ -22,6 +22,11 @@
 #include "support/testdb.h"
 #include "migrate.h"
 
+/* advisory locks held in this test's database (other tests run beside it) */
+#define OUR_ADVISORY_LOCKS                                                                     \
+	"SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "            \
+	"(SELECT oid FROM pg_database WHERE datname = current_database())"
+
 static mall_testdb tdb;
 
 #define M(n, s)                                                                                    \
@@ -144,7 +149,7 @@ test_applies_in_order(void **state)
 	assert_int_equal(mall_migrate(c, sets, 3, &st), MALL_OK);
 	assert_int_equal(count(c, "SELECT count(*) FROM items"), 1);
 	assert_int_equal(count(c, "SELECT count(*) FROM schema_migrations"), nruntime + 3);
-	assert_int_equal(count(c, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"), 0);
+	assert_int_equal(count(c, OUR_ADVISORY_LOCKS), 0);
 	PQfinish(c);
 }
 
@@ -235,7 +240,7 @@ test_changed_file(void **state)
 	assert_non_null(strstr(st.message, prefix));
 	/* nothing more was applied, and the lock is free again */
 	assert_false(table_exists(c, "newer"));
-	assert_int_equal(count(c, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"), 0);
+	assert_int_equal(count(c, OUR_ADVISORY_LOCKS), 0);
 	PQfinish(c);
 }
 
@@ -263,7 +268,7 @@ test_failing_file(void **state)
 	assert_false(table_exists(c, "half"));
 	assert_false(table_exists(c, "after"));
 	assert_int_equal(count(c, "SELECT count(*) FROM schema_migrations"), 1);
-	assert_int_equal(count(c, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'"), 0);
+	assert_int_equal(count(c, OUR_ADVISORY_LOCKS), 0);
 	assert_int_equal(PQtransactionStatus(c), PQTRANS_IDLE);
 
 	/* fixed, it applies on the next run */
