@@ -284,4 +284,11 @@ def test_add_address_is_idempotent():
     assert sql("SELECT count(*) FROM address WHERE member_id = %d" % m["id"]) == [("1",)]
 
 
+def test_mallctl_pings_the_member_service():
+    p = harness.mallctl("ping", "member", env={"MALL_MEMBER_ADDRS": mem().addr})
+    assert p.stdout.startswith("member: ok"), p.stdout
+    bad = harness.mallctl("ping", "warehouse", check=False)
+    assert bad.returncode == 1 and "known: catalog, member" in bad.stderr, bad
+
+
 harness.run()

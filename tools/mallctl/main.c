@@ -30,6 +30,7 @@ static const struct {
 	const char *default_addrs;
 } services[] = {
     {"catalog", "tcp://127.0.0.1:7401"},
+    {"member", "tcp://127.0.0.1:7411"},
 };
 
 static void
@@ -49,7 +50,7 @@ connect_to(const char *service)
 		if (strcmp(services[i].name, service) == 0)
 			def = services[i].default_addrs;
 	if (def == NULL) {
-		fprintf(stderr, "mallctl: unknown service \"%s\" (known: catalog)\n", service);
+		fprintf(stderr, "mallctl: unknown service \"%s\" (known: catalog, member)\n", service);
 		return NULL;
 	}
 	char var[64];
