@@ -46,6 +46,17 @@ main(void)
 	    mall_config_duration_ms(&cfg, "MALL_GATEWAY_REQUEST_TIMEOUT", 10000, 100, 3600 * 1000);
 	gc.rpc_timeout_ms = mall_config_duration_ms(&cfg, "MALL_RPC_TIMEOUT", 3000, 10, 600 * 1000);
 
+	gc.redis_addr = mall_config_str(&cfg, "MALL_REDIS_ADDR", "127.0.0.1:6379");
+	gc.session_ttl_ms = mall_config_duration_ms(&cfg, "MALL_GATEWAY_SESSION_TTL", 30 * 60000,
+	                                            1000, 365LL * 24 * 3600 * 1000);
+	gc.secure_cookies = mall_config_bool(&cfg, "MALL_GATEWAY_SECURE_COOKIES", false);
+	gc.login_max_per_ip =
+	    mall_config_int(&cfg, "MALL_GATEWAY_LOGIN_MAX_PER_IP", 20, 1, 1000000);
+	gc.login_max_per_account =
+	    mall_config_int(&cfg, "MALL_GATEWAY_LOGIN_MAX_PER_ACCOUNT", 5, 1, 1000000);
+	gc.login_window_ms = mall_config_duration_ms(&cfg, "MALL_GATEWAY_LOGIN_WINDOW", 10 * 60000,
+	                                             1000, 24LL * 3600 * 1000);
+
 	char root_real[PATH_MAX];
 	struct stat sb;
 	if (realpath(root, root_real) == NULL || stat(root_real, &sb) != 0 || !S_ISDIR(sb.st_mode))
@@ -62,6 +73,10 @@ main(void)
 	sigaddset(&stop, SIGTERM);
 	sigaddset(&stop, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &stop, NULL);
+	/* a process started in the background by a shell inherits SIGINT ignored,
+	 * and sigwait never sees an ignored signal: take both back */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
 	signal(SIGPIPE, SIG_IGN);
 
 	mall_status st;

@@ -195,6 +195,10 @@ mall_service_main(const mall_service_def *def, int argc, char **argv)
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	/* a process started in the background by a shell inherits SIGINT ignored,
+	 * and sigwait never sees an ignored signal: take both back */
+	signal(SIGINT, SIG_DFL);
+	signal(SIGTERM, SIG_DFL);
 	signal(SIGPIPE, SIG_IGN);
 
 	if (migrate(def, &s) != 0)
