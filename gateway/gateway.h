@@ -24,6 +24,7 @@
 #include "http.h"
 #include "json_pb.h"
 #include "query.h"
+#include "redis.h"
 #include "routes.h"
 #include "rpc.h"
 #include "status.h"
@@ -39,6 +40,12 @@ typedef struct mall_gw_config {
 	int threads;
 	int64_t request_timeout_ms;
 	int64_t rpc_timeout_ms;
+	const char *redis_addr;        /* "127.0.0.1:6379" (sessions, login limits) */
+	int64_t session_ttl_ms;        /* idle time after which a session ends */
+	bool secure_cookies;           /* Secure on the session cookies */
+	int64_t login_max_per_ip;      /* failed logins per client IP per window */
+	int64_t login_max_per_account; /* failed logins per email per window */
+	int64_t login_window_ms;
 } mall_gw_config;
 
 typedef struct mall_gw {
@@ -46,6 +53,7 @@ typedef struct mall_gw {
 	struct mg_context *mg;
 	mall_rpc_client *catalog;
 	mall_rpc_client *member;
+	mall_redis *redis; /* one connection, shared (it has a mutex) */
 	atomic_bool ready;
 } mall_gw;
 
@@ -69,9 +77,11 @@ typedef struct mall_gw_req {
 	const char *body; /* once read (chunked bodies are read before routing) */
 	size_t body_len;
 	bool body_read;
-	int status;   /* the status answered, 0 until then */
-	size_t bytes; /* body bytes answered */
-	char *extra;  /* extra header lines, "Name: value\r\n"... */
+	int status;                      /* the status answered, 0 until then */
+	size_t bytes;                    /* body bytes answered */
+	char *extra;                     /* extra header lines, "Name: value\r\n"... */
+	struct mall_gw_session *session; /* session.h: once loaded, NULL if none */
+	bool session_loaded;
 } mall_gw_req;
 
 /* ---- server.c ---- */
@@ -132,6 +142,9 @@ void mall_gw_handle_products(mall_gw_req *r);
 void mall_gw_handle_product(mall_gw_req *r);
 void mall_gw_handle_categories(mall_gw_req *r);
 void mall_gw_handle_members(mall_gw_req *r);
+void mall_gw_handle_session_get(mall_gw_req *r);
+void mall_gw_handle_session_login(mall_gw_req *r);
+void mall_gw_handle_session_logout(mall_gw_req *r);
 void mall_gw_handle_static(mall_gw_req *r);
 
 #endif

@@ -37,6 +37,12 @@ static const mall_gw_route routes[] = {
      NULL, 0},
     {"POST", "/api/v1/members", MALL_GW_ROUTE_MEMBERS, MALL_GW_LIMIT_BODY, MALL_GW_ROUTE_API,
      NULL, 0},
+    {"GET", "/api/v1/session", MALL_GW_ROUTE_SESSION_GET, MALL_GW_LIMIT_BODY, MALL_GW_ROUTE_API,
+     NULL, 0},
+    {"POST", "/api/v1/session", MALL_GW_ROUTE_SESSION_LOGIN, MALL_GW_LIMIT_BODY,
+     MALL_GW_ROUTE_API, NULL, 0},
+    {"DELETE", "/api/v1/session", MALL_GW_ROUTE_SESSION_LOGOUT, MALL_GW_LIMIT_BODY,
+     MALL_GW_ROUTE_API, NULL, 0},
     {"GET", "/*", MALL_GW_ROUTE_STATIC, MALL_GW_LIMIT_BODY, MALL_GW_ROUTE_ANY_QUERY, NULL, 0},
 };
 

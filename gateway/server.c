@@ -1,7 +1,8 @@
 /*
  * server.c: the gateway's HTTP server on civetweb: one request handler for
  * every path, which checks the request body's size before anything else,
- * then the Host header, then routes by method and path (routes.h) to a
+ * then the Host header, then the CSRF token of an unsafe request carrying a
+ * session (session.h), then routes by method and path (routes.h) to a
  * handler; and the response helpers every handler answers through
  * (gateway.h).
  *
@@ -25,6 +26,7 @@
 #include "json_pb.h"
 #include "log.h"
 #include "metrics.h"
+#include "session.h"
 
 /* ---- responses ---- */
 
@@ -299,6 +301,9 @@ static const handler_fn handlers[MALL_GW_ROUTE_COUNT] = {
     [MALL_GW_ROUTE_PRODUCT] = mall_gw_handle_product,
     [MALL_GW_ROUTE_CATEGORIES] = mall_gw_handle_categories,
     [MALL_GW_ROUTE_MEMBERS] = mall_gw_handle_members,
+    [MALL_GW_ROUTE_SESSION_GET] = mall_gw_handle_session_get,
+    [MALL_GW_ROUTE_SESSION_LOGIN] = mall_gw_handle_session_login,
+    [MALL_GW_ROUTE_SESSION_LOGOUT] = mall_gw_handle_session_logout,
     [MALL_GW_ROUTE_STATIC] = mall_gw_handle_static,
 };
 
@@ -322,6 +327,39 @@ host_ok(const mall_gw_req *r)
 		if (strcasecmp(r->ri->http_headers[i].name, "Host") == 0)
 			n++;
 	return n == 1;
+}
+
+static bool
+method_unsafe(const char *m)
+{
+	return strcmp(m, "POST") == 0 || strcmp(m, "PUT") == 0 || strcmp(m, "PATCH") == 0 ||
+	       strcmp(m, "DELETE") == 0;
+}
+
+/* CSRF: an unsafe request carrying a live session must send the session's
+ * CSRF token in X-CSRF-Token (constant-time compare).  A request without a
+ * session cookie, or with one naming no live session, has no authority to
+ * abuse and passes.  Returns false once answered (403, or 503 without
+ * Redis). */
+static bool
+csrf_ok(mall_gw_req *r)
+{
+	if (!method_unsafe(r->method) || !mall_gw_session_has_cookie(r))
+		return true;
+	mall_status st;
+	mall_status_clear(&st);
+	mall_gw_session *s;
+	if (mall_gw_session_load(r, &s, &st) != MALL_OK) {
+		mall_gw_respond_status(r, &st, "session store");
+		return false;
+	}
+	if (s == NULL || mall_gw_csrf_equal(mg_get_header(r->conn, MALL_GW_CSRF_HEADER), s->csrf))
+		return true;
+	mall_gw_respond_error(r, 403, "permission_denied",
+	                      "missing or wrong X-CSRF-Token header (send the mall_csrf "
+	                      "cookie's value)",
+	                      NULL);
+	return false;
 }
 
 static void
@@ -392,7 +430,11 @@ serve(mall_gw_req *r)
 		return;
 	}
 
-	/* 3. the route */
+	/* 3. the CSRF token */
+	if (!csrf_ok(r))
+		return;
+
+	/* 4. the route */
 	if (perr != MALL_GW_DECODE_OK) {
 		char msg[96];
 		snprintf(msg, sizeof(msg), "invalid request path: %s",
@@ -417,7 +459,7 @@ serve(mall_gw_req *r)
 	if (m.param != NULL)
 		r->param = mall_arena_strndup(r->arena, m.param, m.param_len);
 
-	/* 4. the query parameters the route accepts */
+	/* 5. the query parameters the route accepts */
 	if (!(m.route->flags & MALL_GW_ROUTE_ANY_QUERY)) {
 		/* every field error at once: the undecodable ones and the bad values */
 		mall_code qc =
@@ -556,6 +598,8 @@ mall_gw_start(mall_gw **out, const mall_gw_config *cfg, mall_status *st)
 		return mall_status_set(st, MALL_UNAVAILABLE, "could not listen on %s for HTTP",
 		                       cfg->listen);
 	}
+	gw->redis = mall_redis_new(cfg->redis_addr,
+	                           cfg->rpc_timeout_ms < 1000 ? cfg->rpc_timeout_ms : 1000);
 	mg_set_request_handler(gw->mg, "/", handle, gw);
 	*out = gw;
 	return MALL_OK;
@@ -575,6 +619,7 @@ mall_gw_stop(mall_gw *gw)
 	mg_stop(gw->mg);
 	mall_rpc_client_free(gw->catalog);
 	mall_rpc_client_free(gw->member);
+	mall_redis_free(gw->redis);
 	mg_exit_library();
 	free(gw);
 }
