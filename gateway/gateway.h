@@ -1,7 +1,8 @@
 /*
  * gateway.h: what the gateway's files share: its settings, the running
  * gateway, one request being served, the response helpers (server.c) and the
- * route handlers (ops_routes.c, catalog_routes.c, member_routes.c, static.c).
+ * route handlers (ops_routes.c, catalog_routes.c, member_routes.c,
+ * session_routes.c, me_routes.c, static.c).
  *
  * A request's memory is its arena (r->arena), freed when the response is out;
  * handlers allocate from it and free nothing.  Every handler answers exactly
@@ -145,6 +146,13 @@ void mall_gw_handle_members(mall_gw_req *r);
 void mall_gw_handle_session_get(mall_gw_req *r);
 void mall_gw_handle_session_login(mall_gw_req *r);
 void mall_gw_handle_session_logout(mall_gw_req *r);
+/* me_routes.c: the signed-in member's profile and address book */
+void mall_gw_handle_me_get(mall_gw_req *r);
+void mall_gw_handle_me_patch(mall_gw_req *r);
+void mall_gw_handle_me_addresses(mall_gw_req *r);
+void mall_gw_handle_me_address_add(mall_gw_req *r);
+void mall_gw_handle_me_address_patch(mall_gw_req *r);
+void mall_gw_handle_me_address_delete(mall_gw_req *r);
 void mall_gw_handle_static(mall_gw_req *r);
 
 #endif

@@ -304,6 +304,12 @@ static const handler_fn handlers[MALL_GW_ROUTE_COUNT] = {
     [MALL_GW_ROUTE_SESSION_GET] = mall_gw_handle_session_get,
     [MALL_GW_ROUTE_SESSION_LOGIN] = mall_gw_handle_session_login,
     [MALL_GW_ROUTE_SESSION_LOGOUT] = mall_gw_handle_session_logout,
+    [MALL_GW_ROUTE_ME_GET] = mall_gw_handle_me_get,
+    [MALL_GW_ROUTE_ME_PATCH] = mall_gw_handle_me_patch,
+    [MALL_GW_ROUTE_ME_ADDRESSES] = mall_gw_handle_me_addresses,
+    [MALL_GW_ROUTE_ME_ADDRESS_ADD] = mall_gw_handle_me_address_add,
+    [MALL_GW_ROUTE_ME_ADDRESS_PATCH] = mall_gw_handle_me_address_patch,
+    [MALL_GW_ROUTE_ME_ADDRESS_DELETE] = mall_gw_handle_me_address_delete,
     [MALL_GW_ROUTE_STATIC] = mall_gw_handle_static,
 };
 
