@@ -107,6 +107,9 @@ void mall_gw_respond_error(mall_gw_req *r, int status, const char *slug, const c
  * gateway), with mall_code_http's status; server errors are logged with
  * their real message and answered with a public one naming service. */
 void mall_gw_respond_status(mall_gw_req *r, const mall_status *st, const char *service);
+/* mall_gw_idempotency_key: the client's Idempotency-Key header: NULL when it
+ * sent none, "" when it sent a bad one (then answered 400 here). */
+const char *mall_gw_idempotency_key(mall_gw_req *r);
 /* mall_gw_respond_pb: answers 200 with m as JSON (json_pb.h). */
 void mall_gw_respond_pb(mall_gw_req *r, const ProtobufCMessage *m);
 /* mall_gw_respond_pb_opts: as mall_gw_respond_pb, leaving out the fields opts

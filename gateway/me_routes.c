@@ -48,22 +48,6 @@ member_id(mall_gw_req *r)
 	return s->member_id;
 }
 
-/* The client's Idempotency-Key: NULL when it sent none, "" when it sent a bad
- * one (answered 400 here). */
-static const char *
-idempotency_key(mall_gw_req *r)
-{
-	const char *key = mg_get_header(r->conn, "Idempotency-Key");
-	if (key == NULL || mall_gw_request_id_valid(key))
-		return key;
-	mall_status st;
-	mall_status_clear(&st);
-	mall_status_field(&st, "Idempotency-Key",
-	                  "must be 1 to 64 characters of letters, digits, '.', '_' or '-'");
-	mall_gw_respond_status(r, &st, "gateway");
-	return "";
-}
-
 /* Calls method of the member service; a write when mutating.  The reply, or
  * NULL once answered with the error. */
 static ProtobufCMessage *
@@ -71,7 +55,7 @@ call(mall_gw_req *r, const char *method, const ProtobufCMessage *req, bool mutat
 {
 	const char *key = NULL;
 	if (mutating) {
-		key = idempotency_key(r);
+		key = mall_gw_idempotency_key(r);
 		if (key != NULL && key[0] == '\0')
 			return NULL;
 	}

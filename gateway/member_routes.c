@@ -18,28 +18,12 @@
 #include "json_pb.h"
 #include "mall/member.pb-c.h"
 
-/* The client's Idempotency-Key: NULL when it sent none, "" when it sent a bad
- * one (answered 400 here). */
-static const char *
-idempotency_key(mall_gw_req *r)
-{
-	const char *key = mg_get_header(r->conn, "Idempotency-Key");
-	if (key == NULL || mall_gw_request_id_valid(key))
-		return key;
-	mall_status st;
-	mall_status_clear(&st);
-	mall_status_field(&st, "Idempotency-Key",
-	                  "must be 1 to 64 characters of letters, digits, '.', '_' or '-'");
-	mall_gw_respond_status(r, &st, "gateway");
-	return "";
-}
-
 /* Calls method of the member service with req as a write; the reply, or NULL
  * once answered with the error. */
 static ProtobufCMessage *
 call_mutating(mall_gw_req *r, const char *method, const ProtobufCMessage *req)
 {
-	const char *key = idempotency_key(r);
+	const char *key = mall_gw_idempotency_key(r);
 	if (key != NULL && key[0] == '\0')
 		return NULL;
 	ProtobufCMessage *reply = NULL;

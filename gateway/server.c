@@ -157,6 +157,20 @@ mall_gw_respond_status(mall_gw_req *r, const mall_status *st, const char *servic
 	mall_gw_respond_error(r, http, mall_code_slug(st->code), msg, st->nfields ? st : NULL);
 }
 
+const char *
+mall_gw_idempotency_key(mall_gw_req *r)
+{
+	const char *key = mg_get_header(r->conn, "Idempotency-Key");
+	if (key == NULL || mall_gw_request_id_valid(key))
+		return key;
+	mall_status st;
+	mall_status_clear(&st);
+	mall_status_field(&st, "Idempotency-Key",
+	                  "must be 1 to 64 characters of letters, digits, '.', '_' or '-'");
+	mall_gw_respond_status(r, &st, "gateway");
+	return "";
+}
+
 void
 mall_gw_respond_pb(mall_gw_req *r, const ProtobufCMessage *m)
 {
