@@ -1525,3 +1525,21 @@ mall_utf8_chars(const char *s, size_t len)
 			n++;
 	return n;
 }
+
+mall_code
+mall_update_mask_parse(char *const *mask, size_t n, const char *const *allowed, size_t nallowed,
+                       bool *set, mall_status *st)
+{
+	if (n == 0)
+		mall_status_field(st, "updateMask", "must name at least one field");
+	for (size_t i = 0; i < n; i++) {
+		size_t k = 0;
+		while (k < nallowed && strcmp(mask[i], allowed[k]) != 0)
+			k++;
+		if (k < nallowed)
+			set[k] = true;
+		else
+			mall_status_field(st, "updateMask", "%.100s cannot be updated", mask[i]);
+	}
+	return st->code;
+}

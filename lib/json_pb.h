@@ -77,6 +77,13 @@ char *mall_pb_to_json_text_opts(const ProtobufCMessage *m, const mall_pb_json_op
 mall_code mall_pb_set_from_string(ProtobufCMessage *m, mall_arena *a, const char *name,
                                   const char *value, mall_status *st);
 
+/* mall_update_mask_parse: for a partial update's update_mask (JSON field names),
+ * sets set[k] for every name equal to allowed[k] (nallowed names; set has that
+ * many entries, cleared by the caller).  An empty mask or a name not allowed is
+ * a field error on "updateMask" added to st.  Returns st->code. */
+mall_code mall_update_mask_parse(char *const *mask, size_t n, const char *const *allowed,
+                                 size_t nallowed, bool *set, mall_status *st);
+
 /* mall_utf8_valid: whether s[0..len) is valid UTF-8 (no overlongs, no
  * surrogates). */
 int mall_utf8_valid(const char *s, size_t len);

@@ -233,18 +233,7 @@ catalog_update_product(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, Protobuf
 	bool set[U_COUNT] = {false};
 	if (req->id <= 0)
 		mall_status_field(st, "id", "must be a product id");
-	if (req->n_update_mask == 0)
-		mall_status_field(st, "updateMask", "must name at least one field");
-	for (size_t i = 0; i < req->n_update_mask; i++) {
-		int k = -1;
-		for (int j = 0; j < U_COUNT; j++)
-			if (strcmp(req->update_mask[i], updatable[j]) == 0)
-				k = j;
-		if (k < 0)
-			mall_status_field(st, "updateMask", "%s cannot be updated", req->update_mask[i]);
-		else
-			set[k] = true;
-	}
+	mall_update_mask_parse(req->update_mask, req->n_update_mask, updatable, U_COUNT, set, st);
 	if (set[U_NAME])
 		check_text(st, "name", req->name, 1, 200);
 	if (set[U_SUMMARY])

@@ -345,19 +345,7 @@ member_update(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufCMessage 
 	mall_db_conn *conn = mall_rpc_ctx_worker(ctx);
 	bool set[U_COUNT] = {false};
 	member_check_id(st, "id", req->id);
-	if (req->n_update_mask == 0)
-		mall_status_field(st, "updateMask", "must name at least one field");
-	for (size_t i = 0; i < req->n_update_mask; i++) {
-		int k = -1;
-		for (int j = 0; j < U_COUNT; j++)
-			if (strcmp(req->update_mask[i], updatable[j]) == 0)
-				k = j;
-		if (k < 0)
-			mall_status_field(st, "updateMask", "%.100s cannot be updated",
-			                  req->update_mask[i]);
-		else
-			set[k] = true;
-	}
+	mall_update_mask_parse(req->update_mask, req->n_update_mask, updatable, U_COUNT, set, st);
 	if (set[U_CONSENT])
 		set[U_CONSENT_EMAIL] = set[U_CONSENT_SMS] = true;
 	if (set[U_NAME])

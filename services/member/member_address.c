@@ -164,19 +164,7 @@ member_update_address(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufC
 	bool set[U_COUNT] = {false};
 	member_check_id(st, "memberId", req->member_id);
 	member_check_id(st, "id", req->id);
-	if (req->n_update_mask == 0)
-		mall_status_field(st, "updateMask", "must name at least one field");
-	for (size_t i = 0; i < req->n_update_mask; i++) {
-		int k = -1;
-		for (int j = 0; j < U_COUNT; j++)
-			if (strcmp(req->update_mask[i], updatable[j]) == 0)
-				k = j;
-		if (k < 0)
-			mall_status_field(st, "updateMask", "%.100s cannot be updated",
-			                  req->update_mask[i]);
-		else
-			set[k] = true;
-	}
+	mall_update_mask_parse(req->update_mask, req->n_update_mask, updatable, U_COUNT, set, st);
 	if (set[U_RECIPIENT])
 		member_check_text(st, "recipient", req->recipient, 1, 50);
 	char *phone = set[U_PHONE] ? member_check_phone(st, a, "phone", req->phone) : NULL;

@@ -1362,10 +1362,37 @@ test_utf8_valid(void **state)
 			fail_msg("case %zu: expected %d", i, cases[i].valid);
 }
 
+static void
+test_update_mask_parse(void **state)
+{
+	(void)state;
+	static const char *const allowed[] = {"name", "summary", "published"};
+	char *mask[] = {"published", "name"};
+	bool set[3] = {false};
+	mall_status st;
+	mall_status_clear(&st);
+	assert_int_equal(mall_update_mask_parse(mask, 2, allowed, 3, set, &st), MALL_OK);
+	assert_true(set[0] && !set[1] && set[2]);
+
+	bool set2[3] = {false};
+	char *bad[] = {"name", "price"};
+	assert_int_equal(mall_update_mask_parse(bad, 2, allowed, 3, set2, &st),
+	                 MALL_INVALID_ARGUMENT);
+	assert_int_equal(st.nfields, 1);
+	assert_string_equal(st.fields[0].field, "updateMask");
+	assert_string_equal(st.fields[0].message, "price cannot be updated");
+
+	mall_status_clear(&st);
+	assert_int_equal(mall_update_mask_parse(NULL, 0, allowed, 3, set2, &st),
+	                 MALL_INVALID_ARGUMENT);
+	assert_string_equal(st.fields[0].message, "must name at least one field");
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_update_mask_parse),
 	    cmocka_unit_test_setup_teardown(test_all_kinds_read, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_all_kinds_round_trip, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_defaults_in_output, setup, teardown),
