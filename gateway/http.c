@@ -31,6 +31,11 @@ mall_gw_error_json(mall_arena *a, const char *slug, const char *message, const m
 	for (int i = 0; i < nf; i++)
 		cap +=
 		    8 + 6 * (strlen(fields->fields[i].field) + strlen(fields->fields[i].message));
+	int nd = fields ? fields->ndetails : 0;
+	if (nd > MALL_STATUS_MAX_DETAILS)
+		nd = MALL_STATUS_MAX_DETAILS;
+	for (int i = 0; i < nd; i++)
+		cap += 32 + 6 * strlen(fields->details[i].key);
 	char *buf = mall_arena_alloc(a, cap);
 	size_t o = lit(buf, 0, "{\"error\":{\"code\":\"");
 	o = mall_json_escape(buf, o, cap, slug);
@@ -54,6 +59,16 @@ mall_gw_error_json(mall_arena *a, const char *slug, const char *message, const m
 			o = mall_json_escape(buf, o, cap, f->message);
 			o = lit(buf, o, "\"");
 			first = false;
+		}
+		o = lit(buf, o, "}");
+	}
+	if (nd > 0) {
+		o = lit(buf, o, ",\"details\":{");
+		for (int i = 0; i < nd; i++) {
+			o = lit(buf, o, i == 0 ? "\"" : ",\"");
+			o = mall_json_escape(buf, o, cap, fields->details[i].key);
+			o += (size_t)snprintf(buf + o, cap - o, "\":%lld",
+			                      (long long)fields->details[i].value);
 		}
 		o = lit(buf, o, "}");
 	}

@@ -16,10 +16,11 @@
 #define MALL_GW_JSON "application/json; charset=utf-8"
 
 /* mall_gw_error_json: the error body every error response carries,
- *   {"error":{"code":"<slug>","message":"...","fields":{"pageSize":"..."}}}
+ *   {"error":{"code":"<slug>","message":"...","fields":{"pageSize":"..."},
+ *             "details":{"available":3}}}
  * with "fields" only when fields is not NULL and has field errors (the first
- * error of a field wins; a JSON object has each key once).  Allocated in a;
- * *len gets its length. */
+ * error of a field wins; a JSON object has each key once), and "details" only
+ * when it has details.  Allocated in a; *len gets its length. */
 char *mall_gw_error_json(mall_arena *a, const char *slug, const char *message,
                          const mall_status *fields, size_t *len);
 

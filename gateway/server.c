@@ -154,7 +154,8 @@ mall_gw_respond_status(mall_gw_req *r, const mall_status *st, const char *servic
 		              mall_code_name(st->code), st->message);
 	if (st->code == MALL_UNAVAILABLE)
 		mall_gw_header(r, "Retry-After", "1");
-	mall_gw_respond_error(r, http, mall_code_slug(st->code), msg, st->nfields ? st : NULL);
+	const char *slug = http < 500 && st->reason[0] ? st->reason : mall_code_slug(st->code);
+	mall_gw_respond_error(r, http, slug, msg, st->nfields || st->ndetails ? st : NULL);
 }
 
 const char *

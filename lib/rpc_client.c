@@ -1036,6 +1036,10 @@ copy_status(mall_status *st, const Mall__Rpc__Status *rs)
 		snprintf(f->message, sizeof(f->message), "%s",
 		         rs->fields[i]->message ? rs->fields[i]->message : "");
 	}
+	snprintf(st->reason, sizeof(st->reason), "%s", rs->reason ? rs->reason : "");
+	for (size_t i = 0; i < rs->n_details; i++)
+		mall_status_detail(st, rs->details[i]->key ? rs->details[i]->key : "",
+		                   rs->details[i]->value);
 }
 
 mall_code

@@ -324,6 +324,8 @@ pack_reply(mall_rpc_server *s, nng_msg *msg, mall_code code, const mall_status *
 {
 	Mall__Rpc__FieldError fe[MALL_STATUS_MAX_FIELDS];
 	Mall__Rpc__FieldError *fep[MALL_STATUS_MAX_FIELDS];
+	Mall__Rpc__Detail de[MALL_STATUS_MAX_DETAILS];
+	Mall__Rpc__Detail *dep[MALL_STATUS_MAX_DETAILS];
 	Mall__Rpc__Status pst = MALL__RPC__STATUS__INIT;
 	Mall__Rpc__Reply rep = MALL__RPC__REPLY__INIT;
 	char message[sizeof(st->message)];
@@ -340,6 +342,16 @@ pack_reply(mall_rpc_server *s, nng_msg *msg, mall_code code, const mall_status *
 	}
 	pst.n_fields = (size_t)nf;
 	pst.fields = nf > 0 ? fep : NULL;
+	int nd = st->ndetails < MALL_STATUS_MAX_DETAILS ? st->ndetails : MALL_STATUS_MAX_DETAILS;
+	for (int i = 0; i < nd; i++) {
+		mall__rpc__detail__init(&de[i]);
+		de[i].key = (char *)st->details[i].key;
+		de[i].value = st->details[i].value;
+		dep[i] = &de[i];
+	}
+	pst.n_details = (size_t)nd;
+	pst.details = nd > 0 ? dep : NULL;
+	pst.reason = (char *)st->reason;
 	rep.status = &pst; /* rep.body stays empty: appended below */
 	size_t blen = 0;
 	if (code == MALL_OK)
@@ -354,6 +366,9 @@ pack_reply(mall_rpc_server *s, nng_msg *msg, mall_code code, const mall_status *
 		pst.code = MALL__RPC__CODE__RESOURCE_EXHAUSTED;
 		pst.n_fields = 0;
 		pst.fields = NULL;
+		pst.n_details = 0;
+		pst.details = NULL;
+		pst.reason = (char *)"";
 		blen = 0;
 		total = mall__rpc__reply__get_packed_size(&rep);
 	}
@@ -464,8 +479,11 @@ serve(mall_rpc_server *s, work *w, mall_arena *arena, void *wstate)
 			reply = NULL;
 		}
 		st.nfields = 0;
-		if (code == MALL_OK)
+		if (code == MALL_OK) {
 			st.message[0] = '\0';
+			st.reason[0] = '\0';
+			st.ndetails = 0;
+		}
 	} else {
 		reply = NULL;
 		if ((int)code < 0 || code > MALL_CODE_MAX)

@@ -43,7 +43,9 @@ mall_status_clear(mall_status *st)
 {
 	st->code = MALL_OK;
 	st->message[0] = '\0';
+	st->reason[0] = '\0';
 	st->nfields = 0;
+	st->ndetails = 0;
 }
 
 mall_code
@@ -51,10 +53,35 @@ mall_status_set(mall_status *st, mall_code code, const char *fmt, ...)
 {
 	va_list ap;
 	st->code = code;
+	st->reason[0] = '\0';
+	st->ndetails = 0;
 	va_start(ap, fmt);
 	vsnprintf(st->message, sizeof(st->message), fmt, ap);
 	va_end(ap);
 	return code;
+}
+
+mall_code
+mall_status_reason(mall_status *st, mall_code code, const char *reason, const char *fmt, ...)
+{
+	va_list ap;
+	st->code = code;
+	st->ndetails = 0;
+	snprintf(st->reason, sizeof(st->reason), "%s", reason);
+	va_start(ap, fmt);
+	vsnprintf(st->message, sizeof(st->message), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+void
+mall_status_detail(mall_status *st, const char *key, int64_t value)
+{
+	if (st->ndetails >= MALL_STATUS_MAX_DETAILS)
+		return;
+	mall_detail *d = &st->details[st->ndetails++];
+	snprintf(d->key, sizeof(d->key), "%s", key);
+	d->value = value;
 }
 
 mall_code

@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum mall_code {
 	MALL_OK = 0,
@@ -34,24 +35,45 @@ typedef enum mall_code {
 
 #define MALL_CODE_MAX MALL_UNAUTHENTICATED
 #define MALL_STATUS_MAX_FIELDS 16
+#define MALL_STATUS_MAX_DETAILS 4
 
 typedef struct mall_field_error {
 	char field[64];    /* lowerCamelCase JSON name; dotted for nested fields */
 	char message[192];
 } mall_field_error;
 
+/* A named number a client can act on ("available": 3 items left). */
+typedef struct mall_detail {
+	char key[32];      /* lowerCamelCase */
+	int64_t value;
+} mall_detail;
+
 typedef struct mall_status {
 	mall_code code;
 	char message[256];
+	/* a machine-readable cause finer than the code ("out_of_stock"); the
+	 * gateway answers it as the error's "code" in place of the code's slug */
+	char reason[48];
 	int nfields;
 	mall_field_error fields[MALL_STATUS_MAX_FIELDS];
+	int ndetails;
+	mall_detail details[MALL_STATUS_MAX_DETAILS];
 } mall_status;
 
-/* mall_status_clear: st becomes OK with no message and no field errors. */
+/* mall_status_clear: st becomes OK with no message, reason, field errors or
+ * details. */
 void mall_status_clear(mall_status *st);
-/* mall_status_set: sets code and a printf-formatted message; returns code. */
+/* mall_status_set: sets code and a printf-formatted message, and forgets any
+ * reason and details; returns code. */
 mall_code mall_status_set(mall_status *st, mall_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* mall_status_reason: as mall_status_set, with a reason slug ([a-z0-9_],
+ * e.g. "out_of_stock"); returns code. */
+mall_code mall_status_reason(mall_status *st, mall_code code, const char *reason,
+                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+/* mall_status_detail: adds a named number to st (after the code is set);
+ * extra details beyond the maximum are dropped. */
+void mall_status_detail(mall_status *st, const char *key, int64_t value);
 /* mall_status_field: adds a field error and makes st INVALID_ARGUMENT (with the
  * message "invalid request" unless one is set); extra fields beyond the
  * maximum are dropped.  Returns MALL_INVALID_ARGUMENT. */

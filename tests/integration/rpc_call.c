@@ -8,7 +8,9 @@
  * The request is bound with json_pb (unknown fields are an error, as at the
  * gateway).  --mutating sends a new idempotency key, --key K that one.  The
  * reply goes to stdout as JSON and the exit status is 0; an error status goes
- * to stdout as {"error":{"code":"not_found","message":"...","fields":{...}}}
+ * to stdout as {"error":{"code":"not_found","message":"...","fields":{...},
+ * "reason":"out_of_stock","details":{"available":3}}} (reason and details
+ * when the status has them)
  * and the exit status is 1; bad arguments exit 2.  Logs go to stderr, and
  * last the time the call took: "rpc_call: took 12.345 ms".
  */
@@ -21,6 +23,7 @@
 
 #include "json_pb.h"
 #include "log.h"
+#include "mall/cart.pb-c.h"
 #include "mall/catalog.pb-c.h"
 #include "mall/member.pb-c.h"
 #include "rpc.h"
@@ -28,6 +31,7 @@
 static const ProtobufCServiceDescriptor *const services[] = {
     &mall__catalog__catalog__descriptor,
     &mall__member__member__descriptor,
+    &mall__cart__cart_service__descriptor,
 };
 
 static double
@@ -58,6 +62,15 @@ print_status(const mall_status *st)
 			json_object_set_new(fields, st->fields[i].field,
 			                    json_string(st->fields[i].message));
 		json_object_set_new(err, "fields", fields);
+	}
+	if (st->reason[0])
+		json_object_set_new(err, "reason", json_string(st->reason));
+	if (st->ndetails > 0) {
+		json_t *details = json_object();
+		for (int i = 0; i < st->ndetails; i++)
+			json_object_set_new(details, st->details[i].key,
+			                    json_integer((json_int_t)st->details[i].value));
+		json_object_set_new(err, "details", details);
 	}
 	json_t *doc = json_pack("{so}", "error", err);
 	json_dumpf(doc, stdout, JSON_COMPACT);

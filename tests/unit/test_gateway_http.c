@@ -79,6 +79,31 @@ test_error_json_fields(void **state)
 }
 
 static void
+test_error_json_details(void **state)
+{
+	(void)state;
+	mall_arena *a = mall_arena_new();
+	mall_status st;
+	mall_status_clear(&st);
+	mall_status_reason(&st, MALL_FAILED_PRECONDITION, "out_of_stock", "only 3 left");
+	mall_status_detail(&st, "available", 3);
+	mall_status_detail(&st, "big", INT64_MIN);
+	size_t len;
+	char *s = mall_gw_error_json(a, st.reason, st.message, &st, &len);
+	json_t *root;
+	json_t *err = parse_error(s, len, &root);
+	assert_string_equal(json_string_value(json_object_get(err, "code")), "out_of_stock");
+	assert_null(json_object_get(err, "fields"));
+	json_t *d = json_object_get(err, "details");
+	assert_true(json_is_object(d));
+	assert_int_equal(json_object_size(d), 2);
+	assert_int_equal(json_integer_value(json_object_get(d, "available")), 3);
+	assert_int_equal(json_integer_value(json_object_get(d, "big")), INT64_MIN);
+	json_decref(root);
+	mall_arena_free(a);
+}
+
+static void
 test_error_json_escaping(void **state)
 {
 	(void)state;
@@ -222,6 +247,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_error_json_plain),    cmocka_unit_test(test_error_json_fields),
+	    cmocka_unit_test(test_error_json_details),
 	    cmocka_unit_test(test_error_json_escaping), cmocka_unit_test(test_body_check),
 	    cmocka_unit_test(test_request_id),          cmocka_unit_test(test_public_message),
 	    cmocka_unit_test(test_small_helpers),

@@ -108,6 +108,12 @@ get_product(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **r
 		mall_status_field(st, "options.weight", "must be one of 500g, 1kg");
 		return MALL_INVALID_ARGUMENT;
 	}
+	if (strcmp(r->id_or_slug, "sold-out") == 0) {
+		mall_status_reason(st, MALL_FAILED_PRECONDITION, "out_of_stock", "only %d left", 3);
+		mall_status_detail(st, "available", 3);
+		mall_status_detail(st, "requested", 5);
+		return MALL_FAILED_PRECONDITION;
+	}
 	if (strcmp(r->id_or_slug, "count-me") == 0)
 		atomic_fetch_add(&counted_calls, 1);
 	if (strncmp(r->id_or_slug, "slow:", 5) == 0)
@@ -455,8 +461,20 @@ test_remote_error_with_fields(void **state)
 	assert_string_equal(st.fields[0].message, "must not be \"bad\"");
 	assert_string_equal(st.fields[1].field, "options.weight");
 	assert_string_equal(st.fields[1].message, "must be one of 500g, 1kg");
+	assert_string_equal(st.reason, "");
+	assert_int_equal(st.ndetails, 0);
+
+	/* a reason and details cross the wire with the code */
+	assert_int_equal(get(f->cli, "sold-out", f->arena, NULL, &p, &st), MALL_FAILED_PRECONDITION);
+	assert_string_equal(st.reason, "out_of_stock");
+	assert_string_equal(st.message, "only 3 left");
+	assert_int_equal(st.ndetails, 2);
+	assert_string_equal(st.details[0].key, "available");
+	assert_int_equal(st.details[0].value, 3);
+	assert_string_equal(st.details[1].key, "requested");
+	assert_int_equal(st.details[1].value, 5);
 	/* an error answer is not a failure of the instance: it is not retried */
-	assert_int_equal(atomic_load(&get_calls), 2);
+	assert_int_equal(atomic_load(&get_calls), 3);
 }
 
 static void

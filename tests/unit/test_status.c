@@ -79,6 +79,30 @@ test_field_errors(void **state)
 	assert_int_equal(strlen(st.message), sizeof(st.message) - 1);
 }
 
+static void
+test_reason_and_details(void **state)
+{
+	(void)state;
+	mall_status st;
+	mall_status_clear(&st);
+	assert_int_equal(mall_status_reason(&st, MALL_FAILED_PRECONDITION, "out_of_stock",
+	                                    "only %d left", 3),
+	                 MALL_FAILED_PRECONDITION);
+	assert_string_equal(st.reason, "out_of_stock");
+	assert_string_equal(st.message, "only 3 left");
+	for (int i = 0; i < MALL_STATUS_MAX_DETAILS + 2; i++)
+		mall_status_detail(&st, "available", i);
+	assert_int_equal(st.ndetails, MALL_STATUS_MAX_DETAILS);
+	assert_int_equal(st.details[1].value, 1);
+	/* a later plain status does not keep an earlier reason or details */
+	mall_status_set(&st, MALL_UNAVAILABLE, "catalog is down");
+	assert_string_equal(st.reason, "");
+	assert_int_equal(st.ndetails, 0);
+	mall_status_reason(&st, MALL_NOT_FOUND, "x", "y");
+	mall_status_clear(&st);
+	assert_string_equal(st.reason, "");
+}
+
 int
 main(void)
 {
@@ -86,6 +110,7 @@ main(void)
 	    cmocka_unit_test(test_codes_match_the_proto),
 	    cmocka_unit_test(test_http_mapping),
 	    cmocka_unit_test(test_field_errors),
+	    cmocka_unit_test(test_reason_and_details),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
