@@ -147,13 +147,15 @@ mall_config_duration_ms(mall_config *cfg, const char *name, int64_t def_ms, int6
 		mult = 60 * 1000;
 	else if (strcmp(s, "h") == 0)
 		mult = 3600 * 1000;
+	else if (strcmp(s, "d") == 0)
+		mult = 24 * 3600 * 1000;
 	else
 		goto bad;
 	if (n > INT64_MAX / mult)
 		goto bad;
 	return range(cfg, name, v, n * mult, def_ms, min_ms, max_ms);
 bad:
-	mall_config_error(cfg, "%s: \"%s\" is not a duration (e.g. 250ms, 5s, 2m, 1h)", name, v);
+	mall_config_error(cfg, "%s: \"%s\" is not a duration (e.g. 250ms, 5s, 2m, 1h, 30d)", name, v);
 	return def_ms;
 }
 

@@ -33,7 +33,7 @@ bool mall_config_bool(mall_config *cfg, const char *name, bool def);
 /* mall_config_size: bytes, with an optional suffix B, KiB, MiB, GiB (or K, M, G,
  * all powers of 1024), within [min, max]. */
 int64_t mall_config_size(mall_config *cfg, const char *name, int64_t def, int64_t min, int64_t max);
-/* mall_config_duration_ms: milliseconds, given as "250ms", "5s", "2m", "1h" or a
+/* mall_config_duration_ms: milliseconds, given as "250ms", "5s", "2m", "1h", "30d" or a
  * bare number of milliseconds, within [min_ms, max_ms]. */
 int64_t mall_config_duration_ms(mall_config *cfg, const char *name, int64_t def_ms,
                                 int64_t min_ms, int64_t max_ms);

@@ -41,6 +41,7 @@ test_values_parse(void **state)
 	setenv("MALL_T_DUR", "5s", 1);
 	setenv("MALL_T_DUR2", "250ms", 1);
 	setenv("MALL_T_DUR3", "2m", 1);
+	setenv("MALL_T_DUR4", "30d", 1);
 	setenv("MALL_T_LISTEN", "127.0.0.1:8080", 1);
 	assert_int_equal(mall_config_int(&cfg, "MALL_T_INT", 0, 0, 100), 42);
 	assert_false(mall_config_bool(&cfg, "MALL_T_BOOL", true));
@@ -49,6 +50,8 @@ test_values_parse(void **state)
 	assert_int_equal(mall_config_duration_ms(&cfg, "MALL_T_DUR", 0, 0, INT64_MAX), 5000);
 	assert_int_equal(mall_config_duration_ms(&cfg, "MALL_T_DUR2", 0, 0, INT64_MAX), 250);
 	assert_int_equal(mall_config_duration_ms(&cfg, "MALL_T_DUR3", 0, 0, INT64_MAX), 120000);
+	assert_int_equal(mall_config_duration_ms(&cfg, "MALL_T_DUR4", 0, 0, INT64_MAX),
+	                 INT64_C(30) * 24 * 3600 * 1000);
 	assert_string_equal(mall_config_listen(&cfg, "MALL_T_LISTEN", "x:1"), "127.0.0.1:8080");
 	assert_int_equal(cfg.nerrors, 0);
 }
