@@ -2,9 +2,10 @@
  * catalog.h: the catalog service's internal interface (mall-catalog).
  *
  * Areas: catalog_read.c answers the storefront (list, detail, categories,
- * stock), catalog_write.c the admin-side writes (categories, products, SKUs,
- * stock), catalog_cache.c keeps read replies in memory, valid while the
- * catalog's generation is unchanged.  main.c wires them to the runtime.
+ * stock) and the cart (GetSkus), catalog_write.c the admin-side writes
+ * (categories, products, SKUs, stock), catalog_cache.c keeps read replies in
+ * memory, valid while the catalog's generation is unchanged.  main.c wires
+ * them to the runtime.
  *
  * Every handler runs on an RPC worker thread whose state is the worker's own
  * mall_db_conn (so lib/idem.c can wrap the mutating ones in a transaction).
@@ -30,6 +31,12 @@ mall_code catalog_list_categories(mall_rpc_ctx *ctx, const ProtobufCMessage *req
                                   ProtobufCMessage **reply, mall_status *st);
 mall_code catalog_get_stock(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
                             ProtobufCMessage **reply, mall_status *st);
+/* catalog_get_skus: GetSkus, for the cart: the SKUs with the request's ids
+ * (at most 200; repeats answered once, unknown ids left out, request order
+ * kept) with their product's name, slug, published flag and first image.
+ * Never cached: stock is as committed when the call is answered. */
+mall_code catalog_get_skus(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **reply,
+                           mall_status *st);
 /* catalog_load_product: the product with id and its SKUs, published or not,
  * read on conn into arena a.  NOT_FOUND when there is none. */
 mall_code catalog_load_product(mall_db_conn *conn, mall_arena *a, int64_t id,

@@ -1,10 +1,13 @@
 /*
  * catalog_read.c: the storefront's reads: product list and detail, categories,
- * stock.  List, detail and categories are answered from the reply cache
- * (catalog_cache.c) when the catalog has not changed since they were read:
- * the stored bytes go out as a packed reply, never unpacked on the way.
+ * stock, and the SKUs a cart shows.  List, detail and categories are answered
+ * from the reply cache (catalog_cache.c) when the catalog has not changed since
+ * they were read: the stored bytes go out as a packed reply, never unpacked on
+ * the way.  Stock and the cart's SKUs are read fresh every time: a cart must
+ * see a stock change the moment it commits.
  */
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,6 +60,25 @@ parse_list(mall_arena *a, const char *text, const ProtobufCMessageDescriptor *de
 	*items = out;
 	*n = count;
 	return MALL_OK;
+}
+
+/* The image in column c (a product's images -> 0, as text), or NULL when it is
+ * SQL NULL (no images) or does not parse: a thumbnail is not worth failing a
+ * reply for. */
+static Mall__Catalog__Image *
+thumbnail(mall_arena *a, const PGresult *res, int row, int c)
+{
+	if (PQgetisnull(res, row, c))
+		return NULL;
+	json_t *img = json_loads(PQgetvalue(res, row, c), JSON_DECODE_ANY, NULL);
+	ProtobufCMessage *m = NULL;
+	mall_status ist;
+	mall_status_clear(&ist);
+	if (img == NULL || !json_is_object(img) ||
+	    mall_json_obj_to_pb(img, &mall__catalog__image__descriptor, a, &m, &ist) != MALL_OK)
+		m = NULL;
+	json_decref(img);
+	return (Mall__Catalog__Image *)m;
 }
 
 static bool
@@ -212,17 +234,7 @@ catalog_list_products(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufC
 		p->name = col(a, res, i, 2);
 		p->summary = col(a, res, i, 3);
 		p->category_id = mall_db_int64(res, i, 4);
-		if (!PQgetisnull(res, i, 5)) {
-			json_t *img = json_loads(PQgetvalue(res, i, 5), JSON_DECODE_ANY, NULL);
-			ProtobufCMessage *m = NULL;
-			mall_status ist;
-			mall_status_clear(&ist);
-			if (img != NULL && json_is_object(img) &&
-			    mall_json_obj_to_pb(img, &mall__catalog__image__descriptor, a, &m, &ist) ==
-			        MALL_OK)
-				p->thumbnail = (void *)m;
-			json_decref(img);
-		}
+		p->thumbnail = thumbnail(a, res, i, 5);
 		p->created_at = col(a, res, i, 6);
 		p->price = money(a, mall_db_int64(res, i, 7));
 		p->available = mall_db_bool(res, i, 8);
@@ -237,6 +249,36 @@ catalog_list_products(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufC
 	return MALL_OK;
 }
 
+/* The columns sku_row reads, in its order (first column 0). */
+#define SKU_COLUMNS "id, product_id, code, option_values::text, price, on_hand, reserved"
+#define SKU_COLUMNS_S                                                                              \
+	"s.id, s.product_id, s.code, s.option_values::text, s.price, s.on_hand, s.reserved"
+#define SKU_NCOLUMNS 7
+
+/* The SKU in row of res, whose first columns are SKU_COLUMNS. */
+static mall_code
+sku_row(mall_arena *a, const PGresult *res, int row, Mall__Catalog__Sku **out, mall_status *st)
+{
+	Mall__Catalog__Sku *s = (void *)mall_pb_new(&mall__catalog__sku__descriptor, a);
+	s->id = mall_db_int64(res, row, 0);
+	s->product_id = mall_db_int64(res, row, 1);
+	s->code = col(a, res, row, 2);
+	ProtobufCMessage **values;
+	if (parse_list(a, PQgetvalue(res, row, 3), &mall__catalog__option_value__descriptor,
+	               &values, &s->n_option_values, st) != MALL_OK) {
+		char why[sizeof(st->message)];
+		memcpy(why, st->message, sizeof(why));
+		return mall_status_set(st, st->code, "sku %s: %s", s->code, why);
+	}
+	s->option_values = (Mall__Catalog__OptionValue **)values;
+	s->price = money(a, mall_db_int64(res, row, 4));
+	s->on_hand = mall_db_int64(res, row, 5);
+	s->reserved = mall_db_int64(res, row, 6);
+	s->available = s->on_hand > s->reserved ? s->on_hand - s->reserved : 0;
+	*out = s;
+	return MALL_OK;
+}
+
 static mall_code
 load_skus(mall_db_conn *conn, mall_arena *a, const char *sql, const char *param,
           Mall__Catalog__Sku ***skus, size_t *n, mall_status *st)
@@ -248,30 +290,16 @@ load_skus(mall_db_conn *conn, mall_arena *a, const char *sql, const char *param,
 	int rows = PQntuples(res);
 	Mall__Catalog__Sku **out = mall_arena_alloc(a, sizeof(*out) * (size_t)(rows ? rows : 1));
 	for (int i = 0; i < rows; i++) {
-		Mall__Catalog__Sku *s = (void *)mall_pb_new(&mall__catalog__sku__descriptor, a);
-		s->id = mall_db_int64(res, i, 0);
-		s->product_id = mall_db_int64(res, i, 1);
-		s->code = col(a, res, i, 2);
-		ProtobufCMessage **values;
-		if (parse_list(a, PQgetvalue(res, i, 3), &mall__catalog__option_value__descriptor,
-		               &values, &s->n_option_values, st) != MALL_OK) {
+		if (sku_row(a, res, i, &out[i], st) != MALL_OK) {
 			PQclear(res);
 			return st->code;
 		}
-		s->option_values = (Mall__Catalog__OptionValue **)values;
-		s->price = money(a, mall_db_int64(res, i, 4));
-		s->on_hand = mall_db_int64(res, i, 5);
-		s->reserved = mall_db_int64(res, i, 6);
-		s->available = s->on_hand > s->reserved ? s->on_hand - s->reserved : 0;
-		out[i] = s;
 	}
 	PQclear(res);
 	*skus = out;
 	*n = (size_t)rows;
 	return MALL_OK;
 }
-
-#define SKU_COLUMNS "id, product_id, code, option_values::text, price, on_hand, reserved"
 
 mall_code
 catalog_load_sku(mall_db_conn *conn, mall_arena *a, const char *code, Mall__Catalog__Sku **out,
@@ -437,5 +465,85 @@ catalog_get_stock(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufCMess
 	                     st) != MALL_OK)
 		return st->code;
 	*reply = &sku->base;
+	return MALL_OK;
+}
+
+#define MAX_GET_SKUS 200
+
+/* $1 the ids, an int8[] literal without repeats; a row for each that names a
+ * SKU, in $1's order. */
+static const char get_skus_sql[] =
+    "SELECT " SKU_COLUMNS_S ", p.name, p.slug, p.published, (p.images -> 0)::text "
+    "FROM unnest($1::bigint[]) WITH ORDINALITY AS want(id, ord) "
+    "JOIN sku s ON s.id = want.id "
+    "JOIN product p ON p.id = s.product_id "
+    "ORDER BY want.ord";
+
+mall_code
+catalog_get_skus(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufCMessage **reply,
+                 mall_status *st)
+{
+	const Mall__Catalog__GetSkusRequest *req = (const void *)req_;
+	mall_arena *a = mall_rpc_ctx_arena(ctx);
+	if (req->n_ids > MAX_GET_SKUS)
+		return mall_status_field(st, "ids", "at most %d ids, not %zu", MAX_GET_SKUS,
+		                         req->n_ids);
+	for (size_t i = 0; i < req->n_ids; i++) {
+		if (req->ids[i] <= 0) {
+			char field[32];
+			snprintf(field, sizeof(field), "ids[%zu]", i);
+			mall_status_field(st, field, "must be a sku id");
+		}
+	}
+	if (st->code != MALL_OK)
+		return st->code;
+
+	Mall__Catalog__GetSkusReply *out =
+	    (void *)mall_pb_new(&mall__catalog__get_skus_reply__descriptor, a);
+	if (req->n_ids == 0) {
+		*reply = &out->base;
+		return MALL_OK;
+	}
+
+	/* "{id,id,...}", each id once (its first place); at most 200, so the
+	 * quadratic look-back costs less than a hash set */
+	char *ids = mall_arena_alloc(a, req->n_ids * 21 + 3);
+	size_t len = 0;
+	ids[len++] = '{';
+	for (size_t i = 0; i < req->n_ids; i++) {
+		size_t j = 0;
+		while (j < i && req->ids[j] != req->ids[i])
+			j++;
+		if (j < i)
+			continue;
+		if (len > 1)
+			ids[len++] = ',';
+		len += (size_t)sprintf(ids + len, "%lld", (long long)req->ids[i]);
+	}
+	ids[len++] = '}';
+	ids[len] = '\0';
+
+	const char *params[] = {ids};
+	PGresult *res = mall_db_exec(mall_rpc_ctx_worker(ctx), st, get_skus_sql, 1, params);
+	if (res == NULL)
+		return st->code;
+	int n = PQntuples(res);
+	out->skus = mall_arena_alloc(a, sizeof(*out->skus) * (size_t)(n ? n : 1));
+	for (int i = 0; i < n; i++) {
+		Mall__Catalog__SkuView *v =
+		    (void *)mall_pb_new(&mall__catalog__sku_view__descriptor, a);
+		if (sku_row(a, res, i, &v->sku, st) != MALL_OK) {
+			PQclear(res);
+			return st->code;
+		}
+		v->product_name = col(a, res, i, SKU_NCOLUMNS);
+		v->product_slug = col(a, res, i, SKU_NCOLUMNS + 1);
+		v->purchasable = mall_db_bool(res, i, SKU_NCOLUMNS + 2);
+		v->thumbnail = thumbnail(a, res, i, SKU_NCOLUMNS + 3);
+		out->skus[i] = v;
+	}
+	out->n_skus = (size_t)n;
+	PQclear(res);
+	*reply = &out->base;
 	return MALL_OK;
 }

@@ -17,6 +17,7 @@ static const mall_rpc_method methods[] = {
     {"GetProduct", catalog_get_product, 0},
     {"ListCategories", catalog_list_categories, 0},
     {"GetStock", catalog_get_stock, 0},
+    {"GetSkus", catalog_get_skus, 0},
     {"CreateCategory", catalog_create_category, MALL_RPC_MUTATING},
     {"CreateProduct", catalog_create_product, MALL_RPC_MUTATING},
     {"UpdateProduct", catalog_update_product, MALL_RPC_MUTATING},

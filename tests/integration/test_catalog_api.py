@@ -2,11 +2,13 @@
 Korean substring search, sort, detail by id and slug, categories, and the
 errors a user meets (404, 400, 413, 503 and recovery), against a real
 PostgreSQL, the real catalog and the real gateway, seeded with the demo
-catalog by mallctl."""
+catalog by mallctl.  GetSkus, which no route reaches (the cart calls it), is
+called directly with rpc_call."""
 
 import json
 import os
 import socket
+import subprocess
 import time
 import urllib.parse
 
@@ -316,6 +318,108 @@ def test_slow_client_is_dropped_and_others_served():
         pass
     s.close()
     assert time.monotonic() - t0 < 30, "a slow client was kept for 30 s or more"
+
+
+def rpc(method, req, mutating=False):
+    """(ok, reply-or-error JSON) of mall.catalog.Catalog/<method> via rpc_call."""
+    argv = [harness.binary("tests/integration/rpc_call"), "--addrs", env()["cat"].addr,
+            "--service", "mall.catalog.Catalog", "--method", method]
+    if mutating:
+        argv.append("--mutating")
+    p = subprocess.run(argv + [json.dumps(req)], capture_output=True, text=True, timeout=60,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode in (0, 1), "rpc_call %s: %d %s %s" % (method, p.returncode, p.stdout,
+                                                              p.stderr)
+    return p.returncode == 0, json.loads(p.stdout)
+
+
+def get_skus(ids):
+    good, r = rpc("GetSkus", {"ids": ids})
+    assert good, (ids, r)
+    return r["skus"]
+
+
+def detail_skus(slug):
+    r = get("/api/v1/products/" + slug)
+    assert r.status == 200, r
+    return r.body, {s["id"]: s for s in r.body["skus"]}
+
+
+def test_get_skus_in_request_order():
+    sirloin, by_id = detail_skus("hanwoo-sirloin")
+    honey, honey_skus = detail_skus("honey")
+    ids = [honey["skus"][0]["id"], sirloin["skus"][2]["id"], sirloin["skus"][0]["id"]]
+    views = get_skus(ids)
+    assert [v["sku"]["id"] for v in views] == ids, views
+    for v in views:
+        s = v["sku"]
+        want = by_id.get(s["id"]) or honey_skus[s["id"]]
+        p = sirloin if s["id"] in by_id else honey
+        for key in ("code", "price", "available", "optionValues", "productId"):
+            assert s[key] == want[key], (key, s, want)
+        assert s["onHand"] == s["available"] and s["reserved"] == 0, s
+        assert v["productName"] == p["name"] and v["productSlug"] == p["slug"], v
+        assert v["purchasable"] is True, v
+        assert v["thumbnail"] == p["images"][0], (v, p["images"])
+    assert views[1]["productName"] == "한우 1++ 등심"
+    assert views[1]["sku"]["price"] == {"amount": 179600, "currency": "KRW"}, views[1]
+    assert get_skus([]) == []
+
+
+def test_get_skus_unknown_left_out_repeats_once():
+    _, by_id = detail_skus("hanwoo-sirloin")
+    a, b = sorted(by_id)[:2]
+    missing = int(env()["cat"].db.sql("SELECT coalesce(max(id), 0) + 1000 FROM sku")[0][0])
+    views = get_skus([b, missing, a, b, a, missing])
+    assert [v["sku"]["id"] for v in views] == [b, a], views
+    assert get_skus([missing]) == []
+
+
+def test_get_skus_unpublished_is_not_purchasable():
+    good, p = rpc("CreateProduct", {"slug": "getskus-hidden", "name": "숨은 상품",
+                                    "categorySlug": "fruit", "published": False}, mutating=True)
+    assert good, p
+    good, sku = rpc("CreateSku", {"productId": p["id"], "code": "GETSKUS-HIDDEN",
+                                  "price": 1234, "onHand": 5}, mutating=True)
+    assert good, sku
+    _, by_id = detail_skus("hanwoo-sirloin")
+    views = get_skus([sku["id"], min(by_id)])
+    assert [v["sku"]["id"] for v in views] == [sku["id"], min(by_id)], views
+    hidden = views[0]
+    assert hidden["purchasable"] is False and views[1]["purchasable"] is True, views
+    assert hidden["productName"] == "숨은 상품" and hidden["productSlug"] == "getskus-hidden"
+    assert "thumbnail" not in hidden, hidden   # a product without images
+    assert hidden["sku"]["price"]["amount"] == 1234 and hidden["sku"]["available"] == 5
+
+
+def test_get_skus_stock_is_current():
+    cat = env()["cat"]
+    _, by_id = detail_skus("watermelon")
+    (sid,) = by_id
+    assert get_skus([sid])[0]["sku"]["available"] == by_id[sid]["available"]
+    harness.mallctl("catalog", "set-stock", "WATERMELON", "9", catalog=cat)
+    s = get_skus([sid])[0]["sku"]
+    assert s["available"] == 9 and s["onHand"] == 9, s
+    # available is on hand minus reserved (reservations are the cart's, later)
+    cat.db.sql("UPDATE sku SET reserved = 4 WHERE id = %d" % sid)
+    s = get_skus([sid])[0]["sku"]
+    assert (s["onHand"], s["reserved"], s["available"]) == (9, 4, 5), s
+    cat.db.sql("UPDATE sku SET reserved = 0 WHERE id = %d" % sid)
+    harness.mallctl("catalog", "set-stock", "WATERMELON", "0", catalog=cat)
+    s = get_skus([sid])[0]["sku"]
+    assert s["available"] == 0 and s["onHand"] == 0, s
+
+
+def test_get_skus_bad_ids():
+    _, by_id = detail_skus("hanwoo-sirloin")
+    sid = min(by_id)
+    good, r = rpc("GetSkus", {"ids": [sid] * 200})
+    assert good and [v["sku"]["id"] for v in r["skus"]] == [sid], r
+    for ids, field in (([sid] * 201, "ids"), (list(range(1, 202)), "ids"),
+                       ([sid, 0], "ids[1]"), ([-5], "ids[0]")):
+        good, r = rpc("GetSkus", {"ids": ids})
+        assert not good and r["error"]["code"] == "invalid_argument", (ids[:3], r)
+        assert set(r["error"].get("fields", {})) == {field}, (ids[:3], r)
 
 
 def test_catalog_down_is_503_and_recovers():
