@@ -183,6 +183,28 @@ def test_mallctl_errors():
     assert "catalog: ok" in ping.stdout, ping.stdout
 
 
+def test_mallctl_rpc_any_method():
+    cat = env()["cat"]
+    p = harness.mallctl("rpc", "catalog", "GetStock", '{"skuCode":"WATERMELON"}', catalog=cat)
+    sku = json.loads(p.stdout)
+    assert sku["code"] == "WATERMELON" and "onHand" in sku, sku
+    # the same key twice: the second answer is the first one's
+    a = harness.mallctl("rpc", "--key", "test-rpc-key-1", "catalog", "SetStock",
+                        '{"skuCode":"WATERMELON","onHand":11}', catalog=cat)
+    harness.mallctl("catalog", "set-stock", "WATERMELON", "0", catalog=cat)
+    b = harness.mallctl("rpc", "--key", "test-rpc-key-1", "catalog", "SetStock",
+                        '{"skuCode":"WATERMELON","onHand":11}', catalog=cat)
+    assert json.loads(a.stdout) == json.loads(b.stdout), (a.stdout, b.stdout)
+    assert "on hand 0" in harness.mallctl("catalog", "stock", "WATERMELON", catalog=cat).stdout
+    p = harness.mallctl("rpc", "catalog", "GetStock", '{"skuCode":"WATERMELON","bogus":1}',
+                        catalog=cat, check=False)
+    assert p.returncode == 1 and "invalid_argument" in p.stderr and "bogus" in p.stderr, p
+    p = harness.mallctl("rpc", "catalog", "DropEverything", catalog=cat, check=False)
+    assert p.returncode == 2 and "no method" in p.stderr, p
+    p = harness.mallctl("rpc", "nowhere", "Ping", catalog=cat, check=False)
+    assert p.returncode == 2, p
+
+
 def test_seed_twice_changes_nothing():
     before = get("/api/v1/products?pageSize=1").body["totalCount"]
     cats_before = len(get("/api/v1/categories").body["categories"])

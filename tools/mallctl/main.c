@@ -5,6 +5,11 @@
  *   mallctl catalog stock <sku-code>         on hand, reserved, available
  *   mallctl catalog set-stock <sku-code> <n> set the stock on hand
  *   mallctl catalog seed <file.json>         create categories, products, SKUs
+ *   mallctl rpc [--key K] <service> <Method> [json]
+ *                                            any method, the request and the
+ *                                            reply as JSON (e.g. the cart's
+ *                                            promotion RPCs); every call carries
+ *                                            an idempotency key (K, or a new one)
  *
  * Addresses come from MALL_<SERVICE>_ADDRS (default tcp://127.0.0.1:<port>).
  * Exit status: 0 done, 1 the service said no or could not be reached, 2 usage.
@@ -23,14 +28,18 @@
 #include "log.h"
 #include "rpc.h"
 
+#include "mall/cart.pb-c.h"
 #include "mall/catalog.pb-c.h"
+#include "mall/member.pb-c.h"
 
 static const struct {
 	const char *name;
 	const char *default_addrs;
+	const ProtobufCServiceDescriptor *rpc;
 } services[] = {
-    {"catalog", "tcp://127.0.0.1:7401"},
-    {"member", "tcp://127.0.0.1:7411"},
+    {"catalog", "tcp://127.0.0.1:7401", &mall__catalog__catalog__descriptor},
+    {"member", "tcp://127.0.0.1:7411", &mall__member__member__descriptor},
+    {"cart", "tcp://127.0.0.1:7421", &mall__cart__cart_service__descriptor},
 };
 
 static void
@@ -39,7 +48,8 @@ usage(void)
 	fprintf(stderr, "usage: mallctl ping <service>\n"
 	                "       mallctl catalog stock <sku-code>\n"
 	                "       mallctl catalog set-stock <sku-code> <n>\n"
-	                "       mallctl catalog seed <file.json>\n");
+	                "       mallctl catalog seed <file.json>\n"
+	                "       mallctl rpc [--key K] <service> <Method> [json]\n");
 }
 
 static mall_rpc_client *
@@ -50,7 +60,8 @@ connect_to(const char *service)
 		if (strcmp(services[i].name, service) == 0)
 			def = services[i].default_addrs;
 	if (def == NULL) {
-		fprintf(stderr, "mallctl: unknown service \"%s\" (known: catalog, member)\n", service);
+		fprintf(stderr, "mallctl: unknown service \"%s\" (known: catalog, member, cart)\n",
+		        service);
 		return NULL;
 	}
 	char var[64];
@@ -74,9 +85,50 @@ connect_to(const char *service)
 static void
 print_error(const mall_status *st)
 {
-	fprintf(stderr, "mallctl: %s: %s\n", mall_code_slug(st->code), st->message);
+	fprintf(stderr, "mallctl: %s: %s\n", st->reason[0] ? st->reason : mall_code_slug(st->code),
+	        st->message);
 	for (int i = 0; i < st->nfields; i++)
 		fprintf(stderr, "  %s: %s\n", st->fields[i].field, st->fields[i].message);
+	for (int i = 0; i < st->ndetails; i++)
+		fprintf(stderr, "  %s = %" PRId64 "\n", st->details[i].key, st->details[i].value);
+}
+
+/* mallctl rpc: one call of any method, JSON in (bound with json_pb: unknown
+ * fields are errors) and JSON out on stdout. */
+static int
+rpc(const char *key, const char *service, const char *method, const char *json)
+{
+	const ProtobufCServiceDescriptor *svc = NULL;
+	for (size_t i = 0; i < sizeof(services) / sizeof(services[0]); i++)
+		if (strcmp(services[i].name, service) == 0)
+			svc = services[i].rpc;
+	const ProtobufCMethodDescriptor *md =
+	    svc ? protobuf_c_service_descriptor_get_method_by_name(svc, method) : NULL;
+	if (md == NULL) {
+		fprintf(stderr, "mallctl: %s has no method \"%s\"\n", service, method);
+		return 2;
+	}
+	mall_rpc_client *c = connect_to(service);
+	if (c == NULL)
+		return 1;
+	mall_arena *a = mall_arena_new();
+	ProtobufCMessage *req = NULL, *reply = NULL;
+	mall_status st;
+	mall_status_clear(&st);
+	mall_rpc_call_opts opts = {.idempotency_key = key, .flags = MALL_RPC_CALL_MUTATING};
+	int rc = 1;
+	if (mall_json_to_pb(json, strlen(json), md->input, a, &req, &st) != MALL_OK ||
+	    mall_rpc_call(c, svc, method, req, &reply, a, &opts, &st) != MALL_OK) {
+		print_error(&st);
+	} else {
+		char *text = mall_pb_to_json_text(reply, NULL);
+		puts(text);
+		free(text);
+		rc = 0;
+	}
+	mall_arena_free(a);
+	mall_rpc_client_free(c);
+	return rc;
 }
 
 static int
@@ -278,6 +330,16 @@ main(int argc, char **argv)
 			return set_stock(argv[3], argv[4]);
 		if (argc == 4 && strcmp(argv[2], "seed") == 0)
 			return seed(argv[3]);
+	}
+	if (argc >= 2 && strcmp(argv[1], "rpc") == 0) {
+		int i = 2;
+		const char *key = NULL;
+		if (argc > 3 && strcmp(argv[i], "--key") == 0) {
+			key = argv[i + 1];
+			i += 2;
+		}
+		if (argc - i == 2 || argc - i == 3)
+			return rpc(key, argv[i], argv[i + 1], argc - i == 3 ? argv[i + 2] : "{}");
 	}
 	usage();
 	return 2;
