@@ -37,7 +37,10 @@
  * at most every KICK_WAIT_MS each; nng's own reconnect backs off up to 2 s) and
  * waits up to KICK_WAIT_MS for a connection, then fails with UNAVAILABLE: a
  * peer that is down costs a caller at most that long, never its deadline, and
- * a peer that just came up is reached by the next call.
+ * a peer that just came up is reached by the next call.  Calls in the first
+ * FIRST_DIAL_WAIT_MS of an instance that never connected yet (a client just
+ * made, on a busy machine) wait until then: its first dial may still be under
+ * way.
  *
  * Locking: c->mu protects the instance list and every instance's state; it is
  * never held across an nng call that can wait for a pipe callback (close,
@@ -73,6 +76,7 @@
 #define MAX_EJECT_MS 30000
 #define EJECT_AFTER 3           /* consecutive failures that eject an instance */
 #define KICK_WAIT_MS 200        /* how long calls wait for a re-dial to connect */
+#define FIRST_DIAL_WAIT_MS 1000 /* ... and for the first connection of an instance */
 #define RESOLVE_RETRY_MS 1000   /* re-resolution period while a name has no address */
 #define RESEND_MS (3600 * 1000) /* NNG_OPT_REQ_RESENDTIME: above any deadline */
 #define MAX_PIPES 8
@@ -112,6 +116,8 @@ struct instance {
 	bool removed; /* no longer resolved: closed once idle */
 	bool kicking;
 	int64_t last_kick; /* monotonic ms of the last dial */
+	bool ever_connected; /* some pipe was added once */
+	int64_t created_ms;  /* monotonic ms */
 	int npipes;
 	int pipes[MAX_PIPES];
 	int outstanding;
@@ -244,6 +250,7 @@ pipe_cb(nng_pipe p, nng_pipe_ev ev, void *arg)
 
 	pthread_mutex_lock(&c->mu);
 	if (ev == NNG_PIPE_EV_ADD_POST) {
+		in->ever_connected = true;
 		if (in->npipes < MAX_PIPES)
 			in->pipes[in->npipes++] = id;
 		/* a new connection is a fresh start (often a new process) */
@@ -276,6 +283,7 @@ instance_new(mall_rpc_client *c, const char *url, int source, mall_status *st)
 	in->url = mall_xstrdup(url);
 	in->source = source;
 	in->last_kick = mono_ms();
+	in->created_ms = in->last_kick;
 	snprintf(in->why, sizeof(in->why), "no connection");
 	int rv;
 	if ((rv = nng_req0_open(&in->sock)) != 0) {
@@ -930,6 +938,9 @@ exchange(mall_rpc_client *c, const char *full, const Mall__Rpc__Request *env, si
 				for (instance *i = c->insts; i != NULL; i = i->next) {
 					int64_t e = i->kicking ? now + KICK_WAIT_MS
 					                       : i->last_kick + KICK_WAIT_MS;
+					if (!i->ever_connected &&
+					    e < i->created_ms + FIRST_DIAL_WAIT_MS)
+						e = i->created_ms + FIRST_DIAL_WAIT_MS;
 					if (!i->removed && e > wait_end)
 						wait_end = e;
 				}

@@ -16,8 +16,9 @@
  * mall_db_conn.  Mutations of member carts and of promotions run inside the
  * transaction lib/idem.c opened for their idempotency key and must neither
  * begin nor commit.  Mutations of guest carts run outside any transaction:
- * the Redis script that changes the cart records the idempotency key in the
- * same atomic step (cart_store.c), so a retried call changes nothing twice.
+ * the Redis script that changes the cart checks the idempotency key and
+ * records it with the change in one atomic step (cart_store.c), so a retried
+ * call changes nothing twice and a refused change records nothing.
  */
 #ifndef MALL_CART_H
 #define MALL_CART_H
@@ -78,8 +79,9 @@ void cart_ref_check(mall_status *st, const Mall__Cart__CartRef *ref);
 bool cart_ref_is_guest(const Mall__Cart__CartRef *ref);
 
 /* cart_store_load: the cart's lines and coupon (empty when it has none).
- * For a member cart inside a transaction, lock also locks the cart (changes
- * of one cart go one at a time); a guest cart's expiry is pushed back. */
+ * For a member cart inside a transaction, lock also makes and locks the
+ * cart's row (changes of one cart go one at a time; outside a transaction
+ * lock is ignored); a guest cart's expiry is pushed back. */
 mall_code cart_store_load(mall_db_conn *conn, mall_arena *a, const Mall__Cart__CartRef *ref,
                           bool lock, cart_contents *out, mall_status *st);
 
@@ -90,7 +92,9 @@ mall_code cart_store_load(mall_db_conn *conn, mall_arena *a, const Mall__Cart__C
  * cart_store_add: adds qty to the SKU's line; the line may hold at most max
  * (the smaller of 99 and the stock).  Over it: FAILED_PRECONDITION with
  * *current set to the line's quantity now (0 without a line), nothing
- * changed.  A new line beyond CART_LINES_MAX is FAILED_PRECONDITION too. */
+ * changed.  A new line beyond CART_LINES_MAX is FAILED_PRECONDITION too, with
+ * the reason "cart_full" (the other has no reason: the caller gives it).
+ * Lines added in one transaction keep their order (clock_timestamp()). */
 mall_code cart_store_add(mall_db_conn *conn, mall_arena *a, const Mall__Cart__CartRef *ref,
                          const char *key, int64_t sku_id, int32_t qty, int32_t max,
                          int32_t *current, mall_status *st);
@@ -177,8 +181,9 @@ const char *cart_coupon_message(cart_coupon_verdict v, const cart_coupon *c, cha
                                 size_t cap);
 
 /* cart_coupon_check: whether c applies to a subtotal for member_id (0: a
- * guest) at now_s, the checks in this order: active, members only, not
- * started, expired, total limit, per-member limit, minimum spend. */
+ * guest) at now_s, the checks in this order: active, members only (a coupon
+ * with a per-member limit is members-only too: a guest cannot be counted),
+ * not started, expired, total limit, per-member limit, minimum spend. */
 cart_coupon_verdict cart_coupon_check(const cart_coupon *c, int64_t subtotal, int64_t member_id,
                                       int64_t now_s);
 /* cart_coupon_discount: what c takes off subtotal: FIXED min(amount,
@@ -242,8 +247,9 @@ mall_code cart_list_gift_rules(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
 mall_code cart_set_gift_rule_active(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
                                     ProtobufCMessage **reply, mall_status *st);
 
-/* cart_coupon_code_normalize: the code upper-cased into a, or NULL (with a
- * field error on field) unless it is 3..32 of [A-Za-z0-9_-]. */
+/* cart_coupon_code_normalize: the code without surrounding blanks,
+ * upper-cased, into a; NULL (with a field error on field) unless it is 3..32
+ * of [A-Za-z0-9_-]. */
 char *cart_coupon_code_normalize(mall_status *st, mall_arena *a, const char *field,
                                  const char *code);
 
