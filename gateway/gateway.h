@@ -2,7 +2,7 @@
  * gateway.h: what the gateway's files share: its settings, the running
  * gateway, one request being served, the response helpers (server.c) and the
  * route handlers (ops_routes.c, catalog_routes.c, member_routes.c,
- * session_routes.c, me_routes.c, static.c).
+ * session_routes.c, me_routes.c, cart_routes.c, static.c).
  *
  * A request's memory is its arena (r->arena), freed when the response is out;
  * handlers allocate from it and free nothing.  Every handler answers exactly
@@ -35,6 +35,7 @@ typedef struct mall_gw_config {
 	const char *listen;        /* "127.0.0.1:8080" */
 	const char *catalog_addrs; /* "tcp://127.0.0.1:7401,..." */
 	const char *member_addrs;  /* "tcp://127.0.0.1:7411,..." */
+	const char *cart_addrs;    /* "tcp://127.0.0.1:7421,..." */
 	const char *web_root;      /* canonical (realpath) */
 	int64_t max_body;          /* bytes */
 	int64_t max_upload;        /* bytes */
@@ -54,6 +55,7 @@ typedef struct mall_gw {
 	struct mg_context *mg;
 	mall_rpc_client *catalog;
 	mall_rpc_client *member;
+	mall_rpc_client *cart;
 	mall_redis *redis; /* one connection, shared (it has a mutex) */
 	atomic_bool ready;
 } mall_gw;
@@ -87,7 +89,7 @@ typedef struct mall_gw_req {
 
 /* ---- server.c ---- */
 
-/* mall_gw_start: connects the service clients (catalog, member) and starts
+/* mall_gw_start: connects the service clients (catalog, member, cart) and starts
  * civetweb; not ready yet.  On failure nothing is left running. */
 mall_code mall_gw_start(mall_gw **out, const mall_gw_config *cfg, mall_status *st);
 void mall_gw_set_ready(mall_gw *gw, bool ready);
@@ -136,6 +138,23 @@ mall_code mall_gw_read_json(mall_gw_req *r, const ProtobufCMessageDescriptor *de
 /* mall_gw_respond_too_large: 413 and close the connection. */
 void mall_gw_respond_too_large(mall_gw_req *r);
 
+/*
+ * mall_gw_read_fields: the JSON body (Content-Type JSON, one object, no
+ * duplicate keys) bound to a new desc message with json_pb, accepting only
+ * the top-level keys in allowed (JSON names, NULL-terminated).  Every key not
+ * allowed is a field error ("is not a field that can be set here"), and so
+ * is an integer field sent as anything but a JSON integer (json_pb alone
+ * would take "3" and 3.0): the API's numbers are JSON numbers.
+ *
+ * With mask set, the keys present become (*mask)[0..*nmask) (arena) for an
+ * update mask, an object value of the key sub_key (NULL: none) naming its own
+ * keys ("marketingConsent.email"), and an empty object is refused.  Returns
+ * NULL once it has answered the error (400, 413).
+ */
+ProtobufCMessage *mall_gw_read_fields(mall_gw_req *r, const ProtobufCMessageDescriptor *desc,
+                                      const char *const *allowed, const char *sub_key, char ***mask,
+                                      size_t *nmask);
+
 /* ---- handlers, one per mall_gw_route_id ---- */
 
 void mall_gw_handle_healthz(mall_gw_req *r);
@@ -156,6 +175,29 @@ void mall_gw_handle_me_addresses(mall_gw_req *r);
 void mall_gw_handle_me_address_add(mall_gw_req *r);
 void mall_gw_handle_me_address_patch(mall_gw_req *r);
 void mall_gw_handle_me_address_delete(mall_gw_req *r);
+/* cart_routes.c: the shopper's cart (a member's, or the session's guest cart) */
+void mall_gw_handle_cart_get(mall_gw_req *r);
+void mall_gw_handle_cart_item_add(mall_gw_req *r);
+void mall_gw_handle_cart_item_patch(mall_gw_req *r);
+void mall_gw_handle_cart_item_delete(mall_gw_req *r);
+void mall_gw_handle_cart_coupon_put(mall_gw_req *r);
+void mall_gw_handle_cart_coupon_delete(mall_gw_req *r);
 void mall_gw_handle_static(mall_gw_req *r);
+
+/* ---- cart_routes.c: the guest cart's move into a member's ---- */
+
+/*
+ * mall_gw_cart_merge: merges the guest cart guest_id into the member cart of
+ * s (a member session holding guest_id in its "cart" field) with
+ * CartService.MergeGuestCart under the idempotency key "merge-<guest_id>",
+ * then drops the field.  Called at login and, while the field stays (the cart
+ * service was down at login), before every cart route of that session.  A
+ * failure the service may get over (5xx: unavailable, timeout) keeps the
+ * field for the next try and returns its code; one it will not (4xx) is
+ * logged, the field dropped and MALL_OK returned: a guest cart that cannot be
+ * merged must not block the member's own cart forever.
+ */
+mall_code mall_gw_cart_merge(mall_gw_req *r, struct mall_gw_session *s, const char *guest_id,
+                             mall_status *st);
 
 #endif

@@ -12,18 +12,16 @@
  * Every route needs a session of a signed-in member (else 401
  * unauthenticated); the member id comes only from the session, never from
  * the request (bodies naming id, memberId or updateMask are 400).  A PATCH
- * changes exactly the keys present in its JSON body: the body is parsed once
- * with jansson to learn them (they become update_mask), then bound to the
- * request message with json_pb (wrong types are 400 naming the field).  An
- * address of another member is 404 (the service looks it up by member and
+ * changes exactly the keys present in its JSON body: mall_gw_read_fields
+ * (server.c) parses it once to learn them (they become update_mask), then
+ * binds it to the request message (wrong types are 400 naming the field).
+ * An address of another member is 404 (the service looks it up by member and
  * id).  Writes carry the client's Idempotency-Key, else a new key.  Unsafe
  * methods were CSRF-checked by server.c before routing.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <jansson.h>
 
 #include "gateway.h"
 #include "json_pb.h"
@@ -84,102 +82,6 @@ respond_json(mall_gw_req *r, int status, const ProtobufCMessage *m)
 	free(text);
 }
 
-static void
-respond_bad(mall_gw_req *r, mall_status *st)
-{
-	if (st->code == MALL_RESOURCE_EXHAUSTED)
-		mall_gw_respond_too_large(r);
-	else
-		mall_gw_respond_status(r, st, "gateway");
-}
-
-static bool
-key_allowed(const char *key, const char *const *allowed)
-{
-	for (size_t i = 0; allowed[i] != NULL; i++)
-		if (strcmp(key, allowed[i]) == 0)
-			return true;
-	return false;
-}
-
-/*
- * Reads the JSON body as a desc message, accepting only the keys of allowed
- * (JSON names).  When mask is set, the keys present become (*mask)[], *nmask;
- * an object value of a key in sub_keys (marketingConsent) names its own keys
- * ("marketingConsent.email").  An empty object is refused when mask is set.
- * NULL once answered with the error.
- */
-static ProtobufCMessage *
-read_body(mall_gw_req *r, const ProtobufCMessageDescriptor *desc, const char *const *allowed,
-          const char *sub_key, char ***mask, size_t *nmask)
-{
-	mall_status st;
-	mall_status_clear(&st);
-	if (!mall_gw_media_is_json(mg_get_header(r->conn, "Content-Type"))) {
-		mall_status_set(&st, MALL_INVALID_ARGUMENT,
-		                "request body must be application/json");
-		respond_bad(r, &st);
-		return NULL;
-	}
-	const char *body = "";
-	size_t len = 0;
-	if (mall_gw_read_body(r, true, &body, &len, &st) != MALL_OK) {
-		respond_bad(r, &st);
-		return NULL;
-	}
-	json_error_t je;
-	json_t *obj = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
-	if (obj == NULL || !json_is_object(obj)) {
-		json_decref(obj);
-		mall_status_set(&st, MALL_INVALID_ARGUMENT, "request body must be a JSON object");
-		respond_bad(r, &st);
-		return NULL;
-	}
-	size_t n = json_object_size(obj);
-	char **keys = mall_arena_alloc(r->arena, (n * 2 + 1) * sizeof(char *));
-	size_t nkeys = 0;
-	const char *k;
-	json_t *v;
-	json_object_foreach(obj, k, v)
-	{
-		if (!key_allowed(k, allowed)) {
-			mall_status_field(&st, k, "is not a field that can be set here");
-			continue;
-		}
-		if (sub_key != NULL && strcmp(k, sub_key) == 0 && json_is_object(v)) {
-			const char *sk;
-			json_t *sv;
-			size_t before = nkeys;
-			json_object_foreach(v, sk, sv)
-			{
-				(void)sv;
-				if (nkeys < n * 2)
-					keys[nkeys++] = mall_arena_printf(r->arena, "%s.%s", k, sk);
-			}
-			if (before == nkeys && mask != NULL)
-				mall_status_field(&st, k, "must name email or sms");
-			continue;
-		}
-		if (nkeys < n * 2)
-			keys[nkeys++] = mall_arena_strdup(r->arena, k);
-	}
-	if (mask != NULL && n == 0)
-		mall_status_set(&st, MALL_INVALID_ARGUMENT, "the body names no field to change");
-	ProtobufCMessage *msg = NULL;
-	if (st.code == MALL_OK)
-		mall_json_obj_to_pb(obj, desc, r->arena, &msg, &st);
-	json_decref(obj);
-	if (st.code != MALL_OK) {
-		respond_bad(r, &st);
-		return NULL;
-	}
-	if (mask != NULL) {
-		*mask = keys;
-		*nmask = nkeys;
-	}
-	return msg;
-}
-
 /* The {id} of an address route: a positive decimal integer, else 0 once
  * answered 404. */
 static int64_t
@@ -219,8 +121,9 @@ mall_gw_handle_me_patch(mall_gw_req *r)
 		return;
 	char **mask = NULL;
 	size_t nmask = 0;
-	ProtobufCMessage *msg = read_body(r, &mall__member__update_member_request__descriptor,
-	                                  member_fields, "marketingConsent", &mask, &nmask);
+	ProtobufCMessage *msg =
+	    mall_gw_read_fields(r, &mall__member__update_member_request__descriptor, member_fields,
+	                        "marketingConsent", &mask, &nmask);
 	if (msg == NULL)
 		return;
 	Mall__Member__UpdateMemberRequest *req = (Mall__Member__UpdateMemberRequest *)msg;
@@ -254,8 +157,8 @@ mall_gw_handle_me_address_add(mall_gw_req *r)
 	int64_t mid = member_id(r);
 	if (mid == 0)
 		return;
-	ProtobufCMessage *msg = read_body(r, &mall__member__add_address_request__descriptor,
-	                                  address_fields, NULL, NULL, NULL);
+	ProtobufCMessage *msg = mall_gw_read_fields(
+	    r, &mall__member__add_address_request__descriptor, address_fields, NULL, NULL, NULL);
 	if (msg == NULL)
 		return;
 	((Mall__Member__AddAddressRequest *)msg)->member_id = mid;
@@ -275,8 +178,9 @@ mall_gw_handle_me_address_patch(mall_gw_req *r)
 		return;
 	char **mask = NULL;
 	size_t nmask = 0;
-	ProtobufCMessage *msg = read_body(r, &mall__member__update_address_request__descriptor,
-	                                  address_fields, NULL, &mask, &nmask);
+	ProtobufCMessage *msg =
+	    mall_gw_read_fields(r, &mall__member__update_address_request__descriptor,
+	                        address_fields, NULL, &mask, &nmask);
 	if (msg == NULL)
 		return;
 	Mall__Member__UpdateAddressRequest *req = (Mall__Member__UpdateAddressRequest *)msg;

@@ -54,6 +54,18 @@ static const mall_gw_route routes[] = {
      MALL_GW_ROUTE_API, NULL, 0},
     {"DELETE", "/api/v1/me/addresses/{id}", MALL_GW_ROUTE_ME_ADDRESS_DELETE, MALL_GW_LIMIT_BODY,
      MALL_GW_ROUTE_API, NULL, 0},
+    {"GET", "/api/v1/cart", MALL_GW_ROUTE_CART_GET, MALL_GW_LIMIT_BODY, MALL_GW_ROUTE_API, NULL,
+     0},
+    {"POST", "/api/v1/cart/items", MALL_GW_ROUTE_CART_ITEM_ADD, MALL_GW_LIMIT_BODY,
+     MALL_GW_ROUTE_API, NULL, 0},
+    {"PATCH", "/api/v1/cart/items/{itemId}", MALL_GW_ROUTE_CART_ITEM_PATCH, MALL_GW_LIMIT_BODY,
+     MALL_GW_ROUTE_API, NULL, 0},
+    {"DELETE", "/api/v1/cart/items/{itemId}", MALL_GW_ROUTE_CART_ITEM_DELETE, MALL_GW_LIMIT_BODY,
+     MALL_GW_ROUTE_API, NULL, 0},
+    {"PUT", "/api/v1/cart/coupon", MALL_GW_ROUTE_CART_COUPON_PUT, MALL_GW_LIMIT_BODY,
+     MALL_GW_ROUTE_API, NULL, 0},
+    {"DELETE", "/api/v1/cart/coupon", MALL_GW_ROUTE_CART_COUPON_DELETE, MALL_GW_LIMIT_BODY,
+     MALL_GW_ROUTE_API, NULL, 0},
     {"GET", "/*", MALL_GW_ROUTE_STATIC, MALL_GW_LIMIT_BODY, MALL_GW_ROUTE_ANY_QUERY, NULL, 0},
 };
 

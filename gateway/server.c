@@ -303,6 +303,150 @@ mall_gw_read_json(mall_gw_req *r, const ProtobufCMessageDescriptor *desc, Protob
 	return mall_json_to_pb(body, len, desc, r->arena, out, st);
 }
 
+/* Answers a failed body read: 413 for RESOURCE_EXHAUSTED, else a 400. */
+static void
+respond_bad_body(mall_gw_req *r, const mall_status *st)
+{
+	if (st->code == MALL_RESOURCE_EXHAUSTED)
+		mall_gw_respond_too_large(r);
+	else
+		mall_gw_respond_status(r, st, "gateway");
+}
+
+static bool
+key_allowed(const char *key, const char *const *allowed)
+{
+	for (size_t i = 0; allowed[i] != NULL; i++)
+		if (strcmp(key, allowed[i]) == 0)
+			return true;
+	return false;
+}
+
+/* The field of desc whose JSON name (lowerCamelCase of the proto name, as
+ * json_pb derives it) or proto name is key, or NULL. */
+static const ProtobufCFieldDescriptor *
+field_of_key(const ProtobufCMessageDescriptor *desc, const char *key)
+{
+	for (unsigned i = 0; i < desc->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &desc->fields[i];
+		if (strcmp(f->name, key) == 0)
+			return f;
+		const char *p = f->name, *k = key;
+		bool up = false;
+		for (; *p && *k; p++) {
+			if (*p == '_') {
+				up = true;
+				continue;
+			}
+			char want = up && *p >= 'a' && *p <= 'z' ? (char)(*p - 32) : *p;
+			up = false;
+			if (want != *k)
+				break;
+			k++;
+		}
+		if (*p == '\0' && *k == '\0')
+			return f;
+	}
+	return NULL;
+}
+
+static bool
+is_int_field(const ProtobufCFieldDescriptor *f)
+{
+	switch (f->type) {
+	case PROTOBUF_C_TYPE_INT32:
+	case PROTOBUF_C_TYPE_SINT32:
+	case PROTOBUF_C_TYPE_SFIXED32:
+	case PROTOBUF_C_TYPE_UINT32:
+	case PROTOBUF_C_TYPE_FIXED32:
+	case PROTOBUF_C_TYPE_INT64:
+	case PROTOBUF_C_TYPE_SINT64:
+	case PROTOBUF_C_TYPE_SFIXED64:
+	case PROTOBUF_C_TYPE_UINT64:
+	case PROTOBUF_C_TYPE_FIXED64:
+		return true;
+	default:
+		return false;
+	}
+}
+
+ProtobufCMessage *
+mall_gw_read_fields(mall_gw_req *r, const ProtobufCMessageDescriptor *desc,
+                    const char *const *allowed, const char *sub_key, char ***mask, size_t *nmask)
+{
+	mall_status st;
+	mall_status_clear(&st);
+	if (!mall_gw_media_is_json(mg_get_header(r->conn, "Content-Type"))) {
+		mall_status_set(&st, MALL_INVALID_ARGUMENT,
+		                "request body must be application/json");
+		respond_bad_body(r, &st);
+		return NULL;
+	}
+	const char *body = "";
+	size_t len = 0;
+	if (mall_gw_read_body(r, true, &body, &len, &st) != MALL_OK) {
+		respond_bad_body(r, &st);
+		return NULL;
+	}
+	json_error_t je;
+	json_t *obj = json_loadb(body, len, JSON_REJECT_DUPLICATES, &je);
+	if (obj == NULL || !json_is_object(obj)) {
+		json_decref(obj);
+		mall_status_set(&st, MALL_INVALID_ARGUMENT, "request body must be a JSON object");
+		respond_bad_body(r, &st);
+		return NULL;
+	}
+	size_t n = json_object_size(obj);
+	char **keys = mall_arena_alloc(r->arena, (n * 2 + 1) * sizeof(char *));
+	size_t nkeys = 0;
+	const char *k;
+	json_t *v;
+	json_object_foreach(obj, k, v)
+	{
+		if (!key_allowed(k, allowed)) {
+			mall_status_field(&st, k, "is not a field that can be set here");
+			continue;
+		}
+		const ProtobufCFieldDescriptor *f = field_of_key(desc, k);
+		if (f != NULL && is_int_field(f) && f->label != PROTOBUF_C_LABEL_REPEATED &&
+		    !json_is_integer(v) && !json_is_null(v)) {
+			mall_status_field(&st, k, "must be an integer");
+			continue;
+		}
+		if (sub_key != NULL && strcmp(k, sub_key) == 0 && json_is_object(v)) {
+			const char *sk;
+			json_t *sv;
+			size_t before = nkeys;
+			json_object_foreach(v, sk, sv)
+			{
+				(void)sv;
+				if (nkeys < n * 2)
+					keys[nkeys++] = mall_arena_printf(r->arena, "%s.%s", k, sk);
+			}
+			if (before == nkeys && mask != NULL)
+				mall_status_field(&st, k, "must name email or sms");
+			continue;
+		}
+		if (nkeys < n * 2)
+			keys[nkeys++] = mall_arena_strdup(r->arena, k);
+	}
+	if (mask != NULL && n == 0)
+		mall_status_set(&st, MALL_INVALID_ARGUMENT, "the body names no field to change");
+	ProtobufCMessage *msg = NULL;
+	if (st.code == MALL_OK)
+		mall_json_obj_to_pb(obj, desc, r->arena, &msg, &st);
+	json_decref(obj);
+	if (st.code != MALL_OK) {
+		respond_bad_body(r, &st);
+		return NULL;
+	}
+	if (mask != NULL) {
+		*mask = keys;
+		*nmask = nkeys;
+	}
+	return msg;
+}
+
 /* ---- dispatch ---- */
 
 typedef void (*handler_fn)(mall_gw_req *r);
@@ -325,6 +469,12 @@ static const handler_fn handlers[MALL_GW_ROUTE_COUNT] = {
     [MALL_GW_ROUTE_ME_ADDRESS_ADD] = mall_gw_handle_me_address_add,
     [MALL_GW_ROUTE_ME_ADDRESS_PATCH] = mall_gw_handle_me_address_patch,
     [MALL_GW_ROUTE_ME_ADDRESS_DELETE] = mall_gw_handle_me_address_delete,
+    [MALL_GW_ROUTE_CART_GET] = mall_gw_handle_cart_get,
+    [MALL_GW_ROUTE_CART_ITEM_ADD] = mall_gw_handle_cart_item_add,
+    [MALL_GW_ROUTE_CART_ITEM_PATCH] = mall_gw_handle_cart_item_patch,
+    [MALL_GW_ROUTE_CART_ITEM_DELETE] = mall_gw_handle_cart_item_delete,
+    [MALL_GW_ROUTE_CART_COUPON_PUT] = mall_gw_handle_cart_coupon_put,
+    [MALL_GW_ROUTE_CART_COUPON_DELETE] = mall_gw_handle_cart_coupon_delete,
     [MALL_GW_ROUTE_STATIC] = mall_gw_handle_static,
 };
 
@@ -583,6 +733,13 @@ mall_gw_start(mall_gw **out, const mall_gw_config *cfg, mall_status *st)
 		free(gw);
 		return c;
 	}
+	c = mall_rpc_client_new(&gw->cart, "cart", cfg->cart_addrs, &copts, st);
+	if (c != MALL_OK) {
+		mall_rpc_client_free(gw->catalog);
+		mall_rpc_client_free(gw->member);
+		free(gw);
+		return c;
+	}
 
 	char threads[16], timeout[24];
 	snprintf(threads, sizeof(threads), "%d", cfg->threads);
@@ -615,6 +772,7 @@ mall_gw_start(mall_gw **out, const mall_gw_config *cfg, mall_status *st)
 	if (gw->mg == NULL) {
 		mall_rpc_client_free(gw->catalog);
 		mall_rpc_client_free(gw->member);
+		mall_rpc_client_free(gw->cart);
 		free(gw);
 		return mall_status_set(st, MALL_UNAVAILABLE, "could not listen on %s for HTTP",
 		                       cfg->listen);
@@ -640,6 +798,7 @@ mall_gw_stop(mall_gw *gw)
 	mg_stop(gw->mg);
 	mall_rpc_client_free(gw->catalog);
 	mall_rpc_client_free(gw->member);
+	mall_rpc_client_free(gw->cart);
 	mall_redis_free(gw->redis);
 	mg_exit_library();
 	free(gw);

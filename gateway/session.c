@@ -20,10 +20,32 @@
 #include "gateway.h"
 #include "log.h"
 
-/* HMGET member_id csrf and, when the session exists, PEXPIRE ttl. */
-static const char load_script[] = "local v = redis.call('HMGET', KEYS[1], 'member_id', 'csrf') "
-                                  "if v[2] then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end "
-                                  "return v";
+/* HMGET member_id csrf cart and, when the session exists, PEXPIRE ttl. */
+static const char load_script[] =
+    "local v = redis.call('HMGET', KEYS[1], 'member_id', 'csrf', 'cart') "
+    "if v[2] then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end "
+    "return v";
+
+/* The session's cart field, set to ARGV[1] unless it holds an id already
+ * (atomic: the first of concurrent requests sets it, the others read it); nil
+ * when the session is gone (HSET alone would make a hash that never
+ * expires). */
+static const char cart_ensure_script[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return false end "
+    "local v = redis.call('HGET', KEYS[1], 'cart') "
+    "if not v or #v ~= 32 or not string.match(v, '^[0-9a-f]+$') then "
+    "v = ARGV[1] redis.call('HSET', KEYS[1], 'cart', v) end "
+    "return v";
+
+/* Sets the cart field of a session that exists. */
+static const char cart_set_script[] = "if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end "
+                                      "redis.call('HSET', KEYS[1], 'cart', ARGV[1]) "
+                                      "return 1";
+
+/* Deletes the cart field if it holds ARGV[1]. */
+static const char cart_drop_script[] = "if redis.call('HGET', KEYS[1], 'cart') == ARGV[1] then "
+                                       "return redis.call('HDEL', KEYS[1], 'cart') end "
+                                       "return 0";
 
 /* Replaces the hash with the fields, then PEXPIREs it to ttl. */
 static const char create_script[] =
@@ -47,18 +69,25 @@ init_sodium(void)
 	sodium_ok = sodium_init() >= 0;
 }
 
-/* 32 random bytes as 64 hex digits into out[65]. */
+/* n (<= 32) random bytes as 2n hex digits into out[2n + 1]. */
 static mall_code
-random_hex(char *out, mall_status *st)
+random_hex_n(char *out, size_t n, mall_status *st)
 {
 	pthread_once(&sodium_once, init_sodium);
 	if (!sodium_ok)
 		return mall_status_set(st, MALL_INTERNAL, "libsodium could not start");
 	unsigned char raw[32];
-	randombytes_buf(raw, sizeof(raw));
-	sodium_bin2hex(out, 65, raw, sizeof(raw));
+	randombytes_buf(raw, n);
+	sodium_bin2hex(out, 2 * n + 1, raw, n);
 	sodium_memzero(raw, sizeof(raw));
 	return MALL_OK;
+}
+
+/* 32 random bytes as 64 hex digits into out[65]. */
+static mall_code
+random_hex(char *out, mall_status *st)
+{
+	return random_hex_n(out, 32, st);
 }
 
 /* prefix + SHA-256 hex of s into out (cap >= strlen(prefix) + 65). */
@@ -72,14 +101,22 @@ hashed_key(const char *prefix, const char *s, size_t len, char *out, size_t cap)
 	snprintf(out, cap, "%s%s", prefix, hex);
 }
 
+/* Whether s[0..len) is n lower-case hex digits. */
+static bool
+is_hex(const char *s, size_t len, size_t n)
+{
+	if (len != n)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return false;
+	return true;
+}
+
 static bool
 is_hex64(const char *s)
 {
-	size_t i = 0;
-	for (; s[i]; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	return i == 64;
+	return is_hex(s, strlen(s), 64);
 }
 
 bool
@@ -143,12 +180,16 @@ mall_gw_session_load(mall_gw_req *r, mall_gw_session **out, mall_status *st)
 	redisReply *rep = command(r, st, 5, argv);
 	if (rep == NULL)
 		return st->code;
-	if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+	if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 3 &&
 	    rep->element[1]->type == REDIS_REPLY_STRING && rep->element[1]->len == 64 &&
 	    rep->element[0]->type == REDIS_REPLY_STRING) {
 		memcpy(s->csrf, rep->element[1]->str, 64);
 		s->csrf[64] = '\0';
 		s->member_id = strtoll(rep->element[0]->str, NULL, 10);
+		const redisReply *cart = rep->element[2];
+		if (cart->type == REDIS_REPLY_STRING &&
+		    is_hex(cart->str, cart->len, MALL_GW_GUEST_CART_LEN))
+			memcpy(s->cart, cart->str, MALL_GW_GUEST_CART_LEN + 1);
 		s->live = true;
 		r->session = s;
 	}
@@ -226,6 +267,62 @@ mall_gw_session_destroy(mall_gw_req *r, mall_status *st)
 		return c;
 	r->session = NULL;
 	set_cookies(r, "", "", true);
+	return MALL_OK;
+}
+
+/* ---- the guest cart id ---- */
+
+mall_code
+mall_gw_guest_cart_id_new(char *out, mall_status *st)
+{
+	return random_hex_n(out, MALL_GW_GUEST_CART_LEN / 2, st);
+}
+
+mall_code
+mall_gw_session_cart_ensure(mall_gw_req *r, mall_gw_session *s, mall_status *st)
+{
+	if (s->cart[0] != '\0')
+		return MALL_OK;
+	char id[MALL_GW_GUEST_CART_LEN + 1];
+	mall_code c = mall_gw_guest_cart_id_new(id, st);
+	if (c != MALL_OK)
+		return c;
+	const char *argv[] = {"EVAL", cart_ensure_script, "1", s->key, id};
+	redisReply *rep = command(r, st, 5, argv);
+	if (rep == NULL)
+		return st->code;
+	if (rep->type == REDIS_REPLY_STRING && is_hex(rep->str, rep->len, MALL_GW_GUEST_CART_LEN))
+		memcpy(s->cart, rep->str, MALL_GW_GUEST_CART_LEN + 1);
+	else if (rep->type == REDIS_REPLY_NIL)
+		c = mall_status_set(st, MALL_NOT_FOUND, "the session ended");
+	else
+		c = mall_status_set(st, MALL_INTERNAL, "unexpected reply to the cart id script");
+	freeReplyObject(rep);
+	return c;
+}
+
+mall_code
+mall_gw_session_cart_set(mall_gw_req *r, mall_gw_session *s, const char *guest_id, mall_status *st)
+{
+	const char *argv[] = {"EVAL", cart_set_script, "1", s->key, guest_id};
+	redisReply *rep = command(r, st, 5, argv);
+	if (rep == NULL)
+		return st->code;
+	freeReplyObject(rep);
+	snprintf(s->cart, sizeof(s->cart), "%s", guest_id);
+	return MALL_OK;
+}
+
+mall_code
+mall_gw_session_cart_drop(mall_gw_req *r, mall_gw_session *s, const char *guest_id, mall_status *st)
+{
+	const char *argv[] = {"EVAL", cart_drop_script, "1", s->key, guest_id};
+	redisReply *rep = command(r, st, 5, argv);
+	if (rep == NULL)
+		return st->code;
+	freeReplyObject(rep);
+	if (strcmp(s->cart, guest_id) == 0)
+		s->cart[0] = '\0';
 	return MALL_OK;
 }
 

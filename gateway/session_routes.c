@@ -5,7 +5,9 @@
  *                            "csrfToken"}; makes an anonymous one when none
  *   POST   /api/v1/session   login {"email","password"}: VerifyLogin, then a
  *                            new session (the old one is deleted): 200
- *                            {"member","csrfToken"} with both cookies
+ *                            {"member","csrfToken"} with both cookies; the
+ *                            guest cart of the old session moves into the
+ *                            member's cart
  *   DELETE /api/v1/session   logout: 204, the session deleted, cookies expired
  *
  * Login is throttled before the member service is asked: failed logins are
@@ -13,6 +15,14 @@
  * is 429 with Retry-After.  Only failures count, so many successful logins
  * from one address (an office behind NAT) are never throttled.  An unknown
  * email and a wrong password get the same 401.
+ *
+ * The guest cart at login: the old session's guest cart id (session.h) is
+ * written into the new member session too, then merged into the member's cart
+ * (mall_gw_cart_merge, cart_routes.c), which drops the field once it is done.
+ * If the cart service cannot merge now, the login still succeeds and the
+ * field stays: the member's next cart request merges it.  Only an anonymous
+ * session's guest cart (or the same member's, still unmerged) is carried: a
+ * different member logging in on the same browser does not get it.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -137,9 +147,23 @@ mall_gw_handle_session_login(mall_gw_req *r)
 	mall_gw_login_succeeded(r, email);
 	const Mall__Member__Account *a = (const Mall__Member__Account *)account;
 	mall_gw_session *s;
+	char guest[MALL_GW_GUEST_CART_LEN + 1] = "";
+	if (mall_gw_session_load(r, &s, &st) != MALL_OK) {
+		respond_redis(r, &st);
+		return;
+	}
+	if (s != NULL && (s->member_id == 0 || s->member_id == a->id))
+		memcpy(guest, s->cart, sizeof(guest));
 	if (mall_gw_session_create(r, a->id, &s, &st) != MALL_OK) {
 		respond_redis(r, &st);
 		return;
+	}
+	if (guest[0] != '\0') {
+		if (mall_gw_session_cart_set(r, s, guest, &st) != MALL_OK)
+			mall_log_warn(r->trace_id,
+			              "could not keep the guest cart in the session: %s",
+			              st.message);
+		(void)mall_gw_cart_merge(r, s, guest, &st); /* logged there */
 	}
 	respond_session(r, account, s->csrf);
 }

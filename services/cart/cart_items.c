@@ -373,10 +373,15 @@ price_cart(mall_rpc_ctx *ctx, mall_db_conn *conn, int64_t member_id, const cart_
 			ac->name = (char *)(p.coupon->name ? p.coupon->name : "");
 			ac->applicable = q.coupon_verdict == CART_COUPON_OK;
 			ac->reason = (char *)cart_coupon_reason(q.coupon_verdict);
+			char buf[256];
+			ac->message = mall_arena_strdup(
+			    a, cart_coupon_message(q.coupon_verdict, p.coupon, buf, sizeof(buf)));
+			ac->min_subtotal = money(a, p.coupon->min_subtotal);
 		} else {
 			/* deleted, or never existed: it takes nothing off */
 			ac->applicable = false;
 			ac->reason = (char *)cart_coupon_reason(CART_COUPON_INACTIVE);
+			ac->message = (char *)"this coupon is no longer offered";
 		}
 		ac->discount = money(a, ac->applicable ? q.discount : 0);
 		cart->coupon = ac;

@@ -90,6 +90,33 @@ test_param_route(void **state)
 }
 
 static void
+test_cart_routes(void **state)
+{
+	(void)state;
+	expect_route("GET", "/api/v1/cart", MALL_GW_ROUTE_CART_GET);
+	expect_route("HEAD", "/api/v1/cart", MALL_GW_ROUTE_CART_GET);
+	expect_route("POST", "/api/v1/cart/items", MALL_GW_ROUTE_CART_ITEM_ADD);
+	expect_route("PATCH", "/api/v1/cart/items/17", MALL_GW_ROUTE_CART_ITEM_PATCH);
+	expect_route("DELETE", "/api/v1/cart/items/17", MALL_GW_ROUTE_CART_ITEM_DELETE);
+	expect_route("PUT", "/api/v1/cart/coupon", MALL_GW_ROUTE_CART_COUPON_PUT);
+	expect_route("DELETE", "/api/v1/cart/coupon", MALL_GW_ROUTE_CART_COUPON_DELETE);
+	mall_gw_match m = match("PATCH", "/api/v1/cart/items/17");
+	assert_memory_equal(m.param, "17", 2);
+	/* the item routes need an item; the list of items is not a route */
+	m = match("POST", "/api/v1/cart");
+	assert_int_equal(m.result, MALL_GW_MATCH_METHOD);
+	assert_string_equal(m.allow, "GET, HEAD");
+	m = match("GET", "/api/v1/cart/items");
+	assert_int_equal(m.result, MALL_GW_MATCH_METHOD);
+	assert_string_equal(m.allow, "POST");
+	m = match("POST", "/api/v1/cart/coupon");
+	assert_int_equal(m.result, MALL_GW_MATCH_METHOD);
+	m = match("PATCH", "/api/v1/cart/items/");
+	assert_int_equal(m.result, MALL_GW_MATCH_NOT_FOUND);
+	assert_true(m.api);
+}
+
+static void
 test_wrong_method(void **state)
 {
 	(void)state;
@@ -177,6 +204,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_exact_routes), cmocka_unit_test(test_param_route),
+	    cmocka_unit_test(test_cart_routes),
 	    cmocka_unit_test(test_wrong_method), cmocka_unit_test(test_static),
 	    cmocka_unit_test(test_api_space),    cmocka_unit_test(test_table),
 	};
