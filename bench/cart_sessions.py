@@ -18,9 +18,9 @@ from http.cookies import SimpleCookie
 
 URL, MALLCTL, OUT = sys.argv[1:4]
 GUESTS = int(os.environ.get("BENCH_CART_GUESTS", "64"))
-MEMBERS = int(os.environ.get("BENCH_CART_MEMBERS", "16"))
-LOGINS = int(os.environ.get("BENCH_CART_LOGINS", "4"))
-NSKUS = int(os.environ.get("BENCH_CART_SKUS", "40"))
+MEMBERS = int(os.environ.get("BENCH_CART_MEMBERS", "32"))
+LOGINS = int(os.environ.get("BENCH_CART_LOGINS", "2"))
+NSKUS = int(os.environ.get("BENCH_CART_SKUS", "8"))
 
 
 def call(method, path, body=None, cookie=None, csrf=None):

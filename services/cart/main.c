@@ -158,11 +158,13 @@ mutate(mall_rpc_ctx *ctx, mall_rpc_handler fn, const ProtobufCMessage *req,
 	return rc;
 }
 
+/* A cart call waits on the catalog (GetSkus) while it holds its worker, so
+ * the cart runs more workers than the catalog: 8, each with one connection. */
 static const mall_service_def cart = {
     .name = "cart",
     .default_listen = "tcp://127.0.0.1:7421",
     .default_ops_listen = "127.0.0.1:9421",
-    .default_workers = 4,
+    .default_workers = 8,
     .max_workers = 256,
     .migrations = &mall_migrations_cart,
     .rpc = &mall__cart__cart_service__descriptor,
