@@ -116,7 +116,7 @@ check_limit(mall_status *st, const char *field, int32_t v)
 typedef struct when {
 	bool set;
 	int64_t us;    /* Unix microseconds */
-	char text[40]; /* canonical, for ::timestamptz */
+	char text[128]; /* canonical, for ::timestamptz (room for any int: -Wformat-truncation) */
 } when;
 
 /* n decimal digits at s as a number, or -1; stops at the first non-digit, so

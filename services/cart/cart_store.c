@@ -452,8 +452,8 @@ cart_store_add(mall_db_conn *conn, mall_arena *a, const Mall__Cart__CartRef *ref
 	}
 
 	const char *mid = id_text(a, ref->member_id);
-	int32_t cur;
-	int64_t nlines;
+	int32_t cur = 0;
+	int64_t nlines = 0;
 	if (member_lock(conn, a, ref->member_id, true, NULL, NULL, st) != MALL_OK ||
 	    member_line(conn, a, ref->member_id, sku_id, &cur, &nlines, st) != MALL_OK)
 		return st->code;

@@ -177,7 +177,7 @@ member_update_address(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufC
 	if (st->code != MALL_OK || member_lock(conn, a, req->member_id, st) != MALL_OK)
 		return st->code;
 
-	Mall__Member__Address *cur;
+	Mall__Member__Address *cur = NULL;
 	if (load_address(conn, a, req->member_id, req->id, &cur, st) != MALL_OK)
 		return st->code;
 	if (set[U_DEFAULT] && !req->is_default && cur->is_default)
