@@ -3,7 +3,8 @@
  *
  * Areas: catalog_read.c answers the storefront (list, detail, categories,
  * stock) and the cart (GetSkus), catalog_write.c the admin-side writes
- * (categories, products, SKUs, stock), catalog_cache.c keeps read replies in
+ * (categories, products, SKUs, stock), catalog_reservation.c the stock an
+ * order holds from checkout to payment, catalog_cache.c keeps read replies in
  * memory, valid while the catalog's generation is unchanged.  main.c wires
  * them to the runtime.
  *
@@ -21,6 +22,10 @@
 #include "status.h"
 
 #include "mall/catalog.pb-c.h"
+
+/* SQL: the timestamptz column col as RFC 3339 text in UTC, to the second */
+#define CATALOG_RFC3339_UTC(col)                                                                   \
+	"to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 /* ---- catalog_read.c ---- */
 mall_code catalog_list_products(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
@@ -56,6 +61,32 @@ mall_code catalog_create_sku(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
                              ProtobufCMessage **reply, mall_status *st);
 mall_code catalog_set_stock(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
                             ProtobufCMessage **reply, mall_status *st);
+
+/* ---- catalog_reservation.c: stock reservations by order id ---- */
+
+/* catalog_reserve_stock: ReserveStock (MALL_RPC_MUTATING): all the lines or
+ * none; a repeat for the order answers its reservation as it is (same lines)
+ * or is FAILED_PRECONDITION reservation_mismatch; a line over the available
+ * stock is FAILED_PRECONDITION out_of_stock (details skuId, available), an
+ * unknown SKU NOT_FOUND (detail skuId). */
+mall_code catalog_reserve_stock(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
+                                ProtobufCMessage **reply, mall_status *st);
+/* catalog_commit_reservation, catalog_release_reservation,
+ * catalog_restock_reservation: CommitReservation (reserved -> committed),
+ * ReleaseReservation (reserved -> released), RestockReservation (committed ->
+ * restocked), all MALL_RPC_MUTATING; one already done answers the reservation
+ * as it is, an impossible one is FAILED_PRECONDITION with a reason
+ * (reservation_released, reservation_committed, reservation_not_committed);
+ * no reservation is NOT_FOUND. */
+mall_code catalog_commit_reservation(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
+                                     ProtobufCMessage **reply, mall_status *st);
+mall_code catalog_release_reservation(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
+                                      ProtobufCMessage **reply, mall_status *st);
+mall_code catalog_restock_reservation(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
+                                      ProtobufCMessage **reply, mall_status *st);
+/* catalog_get_reservation: GetReservation, read fresh (never cached). */
+mall_code catalog_get_reservation(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
+                                  ProtobufCMessage **reply, mall_status *st);
 
 /* ---- catalog_cache.c ---- */
 

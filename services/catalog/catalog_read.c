@@ -16,8 +16,6 @@
 #include "catalog.h"
 #include "json_pb.h"
 
-#define RFC3339_UTC(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-
 static Mall__Money *
 money(mall_arena *a, int64_t amount)
 {
@@ -134,7 +132,7 @@ static const char list_page_sql[] =
     "  SELECT id FROM category WHERE id = $1::bigint"
     "  UNION ALL SELECT c.id FROM category c JOIN sub ON c.parent_id = sub.id) "
     "SELECT p.id, p.slug, p.name, p.summary, p.category_id, (p.images -> 0)::text, "
-    RFC3339_UTC("p.created_at") ", coalesce(s.min_price, 0), s.available "
+    CATALOG_RFC3339_UTC("p.created_at") ", coalesce(s.min_price, 0), s.available "
     "FROM product p "
     "LEFT JOIN LATERAL (SELECT min(price) AS min_price,"
     "  coalesce(bool_or(on_hand > reserved), false) AS available"
@@ -324,7 +322,8 @@ catalog_load_product(mall_db_conn *conn, mall_arena *a, int64_t id, Mall__Catalo
 	const char *params[] = {id_text};
 	PGresult *res = mall_db_exec(conn, st,
 	    "SELECT id, slug, name, summary, description_html, category_id, images::text,"
-	    " options::text, published, " RFC3339_UTC("created_at") " FROM product WHERE id = $1",
+	    " options::text, published, " CATALOG_RFC3339_UTC("created_at")
+	    " FROM product WHERE id = $1",
 	    1, params);
 	if (res == NULL)
 		return st->code;

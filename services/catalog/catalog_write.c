@@ -368,7 +368,10 @@ catalog_set_stock(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufCMess
 		mall_status_field(st, "onHand", "must be between 0 and %lld", MAX_STOCK);
 	if (st->code != MALL_OK)
 		return st->code;
-	/* lock the row: reservations (later) change `reserved` concurrently */
+	/* lock the row: reservations (catalog_reservation.c) change `reserved`
+	 * concurrently.  Stock on hand never goes below what orders hold: that
+	 * would promise stock that is not there (and break sku's CHECK reserved
+	 * <= on_hand); the reservations must be released first. */
 	const char *params[] = {req->sku_code, mall_arena_printf(a, "%lld", (long long)req->on_hand)};
 	PGresult *res = mall_db_exec(conn, st,
 	    "SELECT reserved FROM sku WHERE code = $1 FOR UPDATE", 1, params);
@@ -380,10 +383,13 @@ catalog_set_stock(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufCMess
 	}
 	int64_t reserved = mall_db_int64(res, 0, 0);
 	PQclear(res);
-	if (req->on_hand < reserved)
-		return mall_status_set(st, MALL_FAILED_PRECONDITION,
-		                       "sku %s has %lld reserved: stock on hand cannot go below that",
-		                       req->sku_code, (long long)reserved);
+	if (req->on_hand < reserved) {
+		mall_status_reason(st, MALL_FAILED_PRECONDITION, "stock_reserved",
+		                   "sku %s has %lld reserved: stock on hand cannot go below that",
+		                   req->sku_code, (long long)reserved);
+		mall_status_detail(st, "reserved", reserved);
+		return st->code;
+	}
 	if (mall_db_exec_cmd(conn, st, "UPDATE sku SET on_hand = $2 WHERE code = $1", 2, params) < 0)
 		return st->code;
 	Mall__Catalog__Sku *sku;

@@ -23,6 +23,11 @@ static const mall_rpc_method methods[] = {
     {"UpdateProduct", catalog_update_product, MALL_RPC_MUTATING},
     {"CreateSku", catalog_create_sku, MALL_RPC_MUTATING},
     {"SetStock", catalog_set_stock, MALL_RPC_MUTATING},
+    {"GetReservation", catalog_get_reservation, 0},
+    {"ReserveStock", catalog_reserve_stock, MALL_RPC_MUTATING},
+    {"CommitReservation", catalog_commit_reservation, MALL_RPC_MUTATING},
+    {"ReleaseReservation", catalog_release_reservation, MALL_RPC_MUTATING},
+    {"RestockReservation", catalog_restock_reservation, MALL_RPC_MUTATING},
 };
 
 static size_t cache_entries;
