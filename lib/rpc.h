@@ -11,7 +11,8 @@
  * machine).  nng callbacks never block: a received request is queued to the
  * server's worker threads, which decode it, run the handler (database, Redis
  * and HTTP work happen there), encode the reply and send it asynchronously.
- * Every server answers the built-in "mall.rpc.Rpc/Ping".
+ * Every server answers the built-in "mall.rpc.Rpc/Ping"; every service
+ * (service.h) also the built-in "mall.rpc.Events/Since" (outbox.h).
  *
  * Client: one REQ socket per instance of the peer service (addresses are
  * comma-separated nng URLs; a tcp:// host name that resolves to several
@@ -100,6 +101,7 @@ void mall_rpc_server_free(mall_rpc_server *s);
 mall_arena *mall_rpc_ctx_arena(mall_rpc_ctx *ctx);
 void *mall_rpc_ctx_worker(mall_rpc_ctx *ctx);
 const char *mall_rpc_ctx_method(const mall_rpc_ctx *ctx);       /* full name */
+const char *mall_rpc_ctx_service(const mall_rpc_ctx *ctx);      /* the server's: "member" */
 const char *mall_rpc_ctx_trace_id(const mall_rpc_ctx *ctx);
 const char *mall_rpc_ctx_idempotency_key(const mall_rpc_ctx *ctx);
 int64_t mall_rpc_ctx_member_id(const mall_rpc_ctx *ctx);

@@ -807,6 +807,12 @@ mall_rpc_ctx_method(const mall_rpc_ctx *ctx)
 }
 
 const char *
+mall_rpc_ctx_service(const mall_rpc_ctx *ctx)
+{
+	return ctx->srv->service;
+}
+
+const char *
 mall_rpc_ctx_trace_id(const mall_rpc_ctx *ctx)
 {
 	return ctx->req->trace_id ? ctx->req->trace_id : "";

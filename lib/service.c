@@ -15,6 +15,7 @@
 #include "idem.h"
 #include "log.h"
 #include "ops.h"
+#include "outbox.h"
 
 typedef struct settings {
 	const char *db;
@@ -23,6 +24,8 @@ typedef struct settings {
 	int workers;
 	int contexts;
 	int64_t db_wait_ms;
+	const char *events_listen; /* NULL: the service writes no events */
+	char events_default[600];
 } settings;
 
 static mall_db *pool; /* one connection per worker */
@@ -57,6 +60,7 @@ read_settings(const mall_service_def *def, settings *s)
 	mall_config cfg;
 	mall_config_init(&cfg);
 	char v[64];
+	s->events_listen = NULL;
 	s->db = mall_config_str(&cfg, var(v, sizeof(v), def->name, "DB"), NULL);
 	if (s->db == NULL)
 		mall_config_error(&cfg,
@@ -73,6 +77,22 @@ read_settings(const mall_service_def *def, settings *s)
 	    (int)mall_config_int(&cfg, var(v, sizeof(v), def->name, "CONTEXTS"), 64, 1, 4096);
 	s->db_wait_ms = mall_config_duration_ms(&cfg, var(v, sizeof(v), def->name, "DB_WAIT"),
 	                                        30000, 0, 3600000);
+	if (def->events) {
+		const char *dflt = NULL;
+		if (mall_events_addrs_from_rpc(s->listen, s->events_default,
+		                               sizeof(s->events_default)) == 0 &&
+		    strchr(s->events_default, ',') == NULL)
+			dflt = s->events_default;
+		char lv[64];
+		var(lv, sizeof(lv), def->name, "LISTEN");
+		s->events_listen =
+		    mall_config_str(&cfg, var(v, sizeof(v), def->name, "EVENTS_LISTEN"), dflt);
+		if (s->events_listen == NULL)
+			mall_config_error(&cfg,
+			                  "%s: is required (an nng URL to publish events on) when %s "
+			                  "is not a tcp:// address below port 64536 or an ipc:// one",
+			                  v, lv);
+	}
 	if (def->read_settings != NULL)
 		def->read_settings(&cfg);
 	return mall_config_check(&cfg);
@@ -123,6 +143,7 @@ serve(const mall_service_def *def, const settings *s)
 	mall_status_clear(&st);
 	mall_ops *ops = NULL;
 	mall_rpc_server *srv = NULL;
+	mall_outbox_relay *relay = NULL;
 	bool started = false;
 	int rc = 1;
 
@@ -134,6 +155,9 @@ serve(const mall_service_def *def, const settings *s)
 			goto out;
 		started = true;
 	}
+	if (s->events_listen != NULL &&
+	    mall_outbox_relay_start(&relay, def->name, s->db, s->events_listen, &st) != MALL_OK)
+		goto out;
 	mall_rpc_server_opts opts = {
 	    .service = def->name,
 	    .listen = s->listen,
@@ -144,6 +168,7 @@ serve(const mall_service_def *def, const settings *s)
 	    .mutate = def->mutate != NULL ? def->mutate : mall_idem_mutate,
 	};
 	if (mall_rpc_server_new(&srv, &opts, &st) != MALL_OK ||
+	    mall_outbox_serve(srv, &st) != MALL_OK ||
 	    mall_rpc_server_add(srv, def->rpc, def->methods, def->nmethods, &st) != MALL_OK ||
 	    mall_rpc_server_start(srv, &st) != MALL_OK)
 		goto out;
@@ -165,6 +190,7 @@ out:
 	if (rc != 0)
 		mall_log_error(NULL, "could not start the %s service: %s", def->name, st.message);
 	mall_rpc_server_free(srv);
+	mall_outbox_relay_stop(relay);
 	if (started && def->stop != NULL)
 		def->stop();
 	mall_db_close(pool);

@@ -12,10 +12,17 @@
  * RPC server; marks itself ready; waits for SIGTERM or SIGINT; then goes
  * unready, drains the requests in flight, stops everything and exits 0.  A
  * failure to start is logged and exits 1.
+ *
+ * Events (outbox.h): every service answers the built-in mall.rpc.Events/Since
+ * from its outbox on its RPC workers' connections.  A service whose def sets
+ * events also runs the outbox relay, publishing on MALL_<NAME>_EVENTS_LISTEN
+ * (default: the RPC address with port + 1000, e.g. tcp://127.0.0.1:8411 for
+ * tcp://127.0.0.1:7411; ipc://path gives ipc://path.events).
  */
 #ifndef MALL_SERVICE_H
 #define MALL_SERVICE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -34,6 +41,8 @@ typedef struct mall_service_def {
 	size_t nmethods;
 	/* runs MALL_RPC_MUTATING methods; NULL: mall_idem_mutate (idem.h) */
 	mall_rpc_mutation_hook mutate;
+	/* writes events to its outbox (mall_outbox_add): run the relay */
+	bool events;
 	/* optional: reads the service's own settings into its own variables */
 	void (*read_settings)(mall_config *cfg);
 	/* optional: starts the service's own parts once its database is migrated

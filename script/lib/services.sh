@@ -4,7 +4,8 @@
 #
 # After services_load: SVC_NAMES, SVC_RPC, SVC_OPS, SVC_COUNT (parallel
 # arrays, in file order) and, per instance, svc_instance_name/svc_rpc_port/
-# svc_ops_port.
+# svc_ops_port/svc_events_port.  An instance's event relay (lib/outbox.h)
+# publishes on its rpc port + 1000, the services' own default.
 
 SVC_NAMES=()
 SVC_RPC=()
@@ -35,7 +36,7 @@ services_load() {
 			die "instances of $name must be 1..64 (got \"$count\"; $file:$lineno or $var)"
 		fi
 		for ((i = 0; i < count; i++)); do
-			for p in $((rpc + i)) $((ops + i)); do
+			for p in $((rpc + i)) $((ops + i)) $((rpc + 1000 + i)); do
 				[ "$p" -le 65535 ] || die "$name instance $((i + 1)): port $p is out of range"
 				case $used in *" $p "*)
 					die "$name instance $((i + 1)) would use port $p, which another service uses; space the ports in $file" ;;
@@ -62,19 +63,25 @@ svc_instance_name() {
 }
 svc_rpc_port() { printf '%s\n' $((SVC_RPC[$1] + $2 - 1)); }
 svc_ops_port() { printf '%s\n' $((SVC_OPS[$1] + $2 - 1)); }
+svc_events_port() { printf '%s\n' $((SVC_RPC[$1] + 1000 + $2 - 1)); }
 
 # svc_binary BUILD S: the service's binary in build tree BUILD.
 svc_binary() { printf '%s/services/%s/mall-%s\n' "$1" "${SVC_NAMES[$2]}" "${SVC_NAMES[$2]}"; }
 
-# services_export_addrs: exports MALL_<NAME>_ADDRS (every instance's nng URL,
-# comma-separated) for each service, so that every process finds its peers.
+# services_export_addrs: exports MALL_<NAME>_ADDRS (every instance's RPC nng
+# URL, comma-separated) and MALL_<NAME>_EVENTS_ADDRS (every instance's event
+# relay) for each service, so that every process finds its peers and the
+# events it consumes.
 services_export_addrs() {
-	local s i addrs
+	local s i addrs events
 	for s in "${!SVC_NAMES[@]}"; do
 		addrs=
+		events=
 		for ((i = 1; i <= SVC_COUNT[s]; i++)); do
 			addrs+="${addrs:+,}tcp://127.0.0.1:$(svc_rpc_port "$s" "$i")"
+			events+="${events:+,}tcp://127.0.0.1:$(svc_events_port "$s" "$i")"
 		done
 		export "MALL_$(upper "${SVC_NAMES[$s]}")_ADDRS=$addrs"
+		export "MALL_$(upper "${SVC_NAMES[$s]}")_EVENTS_ADDRS=$events"
 	done
 }

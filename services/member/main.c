@@ -61,6 +61,7 @@ static const mall_service_def member = {
     .methods = methods,
     .nmethods = sizeof(methods) / sizeof(methods[0]),
     .mutate = mutate,
+    .events = true, /* member.signed_up */
     .start = start,
 };
 

@@ -8,8 +8,9 @@
  * unknown email and a wrong password, and verifies against a stand-in hash when
  * the email is unknown so that both take as long.
  *
- * Signup records the event member.signed_up in the outbox table in its own
- * transaction (docs/architecture.md, "Events").
+ * Signup records the event member.signed_up in the outbox in its own
+ * transaction, as its last statement (lib/outbox.h: the outbox lock is held
+ * until the commit; docs/architecture.md, "Events").
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 #include "json_pb.h"
 #include "log.h"
 #include "member.h"
+#include "outbox.h"
 
 #define LOGIN_FAILED "email or password is incorrect"
 
@@ -113,27 +115,6 @@ member_exists(mall_db_conn *conn, mall_arena *a, int64_t id, mall_status *st)
 	return member_row(conn, a, id, "SELECT 1 FROM member WHERE id = $1", st);
 }
 
-/* ---- the outbox ---- */
-
-/* Records event type with payload m in the open transaction. */
-static mall_code
-outbox_add(mall_db_conn *conn, mall_arena *a, const char *type, const ProtobufCMessage *m,
-           mall_status *st)
-{
-	size_t n = protobuf_c_message_get_packed_size(m);
-	uint8_t *buf = mall_arena_alloc(a, n ? n : 1);
-	protobuf_c_message_pack(m, buf);
-	char *hex = mall_arena_alloc(a, 2 * n + 3);
-	hex[0] = '\\';
-	hex[1] = 'x';
-	sodium_bin2hex(hex + 2, 2 * n + 1, buf, n);
-	const char *params[] = {type, hex};
-	if (mall_db_exec_cmd(conn, st, "INSERT INTO outbox (type, payload) VALUES ($1, $2::bytea)",
-	                     2, params) < 0)
-		return st->code;
-	return MALL_OK;
-}
-
 static mall_code
 record_signed_up(mall_db_conn *conn, mall_arena *a, const Mall__Member__Account *m,
                  mall_status *st)
@@ -147,7 +128,7 @@ record_signed_up(mall_db_conn *conn, mall_arena *a, const Mall__Member__Account 
 	ev->marketing_consent = m->marketing_consent;
 	ev->grade_code = m->grade->code;
 	ev->signed_up_at = m->created_at;
-	return outbox_add(conn, a, "member.signed_up", &ev->base, st);
+	return mall_outbox_add(conn, a, "member.signed_up", &ev->base, st);
 }
 
 /* ---- passwords ---- */

@@ -35,6 +35,7 @@ SIGTERM, or printed a sanitizer report; and prints "N passed, M failed".
 """
 
 import atexit
+import base64
 import ctypes
 import glob
 import http.client as httpclient
@@ -58,8 +59,8 @@ __all__ = [
     "HarnessError", "free_port", "Cluster", "Database", "cluster", "redis_addr",
     "Redis", "start_redis", "Process", "start_process", "wait_http", "wait_until",
     "http", "Response", "raw", "RawConnection", "parse_response", "Service",
-    "start_service", "start_catalog", "Gateway", "start_gateway", "mallctl",
-    "binary", "build_dir", "source_dir", "workdir", "run",
+    "start_service", "start_catalog", "Gateway", "start_gateway", "SandboxPG",
+    "start_sandbox_pg", "mallctl", "binary", "build_dir", "source_dir", "workdir", "run",
 ]
 
 
@@ -853,11 +854,13 @@ def start_redis(name="redis"):
 
 class Service:
     """An instance of a service (mall-<name>): .addr (nng URL of its RPC),
-    .port, .ops_port, .ops_url, .db (Database), .proc (Process).  The process
-    helpers (kill9, stop, cont, terminate, alive) act on the current process;
-    restart() starts it again with the same settings."""
+    .port, .ops_port, .ops_url, .events_addr (nng URL its event relay
+    publishes on, for a service that emits events), .db (Database), .proc
+    (Process).  The process helpers (kill9, stop, cont, terminate, alive) act
+    on the current process; restart() starts it again with the same
+    settings."""
 
-    def __init__(self, name, argv, env, port, ops_port, db):
+    def __init__(self, name, argv, env, port, ops_port, db, events_port=None):
         self.name = name
         self.argv = argv
         self.env = env
@@ -865,6 +868,8 @@ class Service:
         self.ops_port = ops_port
         self.addr = "tcp://127.0.0.1:%d" % port
         self.ops_url = "http://127.0.0.1:%d" % ops_port
+        self.events_port = events_port
+        self.events_addr = "tcp://127.0.0.1:%d" % events_port if events_port else None
         self.db = db
         self.proc = None
 
@@ -909,20 +914,22 @@ def start_service(service, db=None, env=None, name=None, wait=True, timeout=60):
     """Starts MALL_BUILD_DIR/services/<service>/mall-<service> on free ports,
     with a fresh database (or db, to share one between instances) and the
     test Redis when there is one (settings of the process contract:
-    MALL_<SERVICE>_DB/_LISTEN/_OPS_LISTEN, MALL_REDIS_ADDR); waits until
+    MALL_<SERVICE>_DB/_LISTEN/_OPS_LISTEN/_EVENTS_LISTEN, MALL_REDIS_ADDR;
+    a service that emits no events ignores _EVENTS_LISTEN); waits until
     /readyz answers 200.  env adds or overrides variables."""
     exe = binary("services/%s/mall-%s" % (service, service))
     db = db or cluster().create_database(service)
-    port, ops = free_port(), free_port()
+    port, ops, events = free_port(), free_port(), free_port()
     up = service.upper()
     e = {"MALL_%s_DB" % up: db.conninfo,
          "MALL_%s_LISTEN" % up: "tcp://127.0.0.1:%d" % port,
          "MALL_%s_OPS_LISTEN" % up: "127.0.0.1:%d" % ops,
+         "MALL_%s_EVENTS_LISTEN" % up: "tcp://127.0.0.1:%d" % events,
          "MALL_LOG_LEVEL": os.environ.get("MALL_LOG_LEVEL", "info")}
     if os.environ.get("MALL_TEST_REDIS"):
         e["MALL_REDIS_ADDR"] = os.environ["MALL_TEST_REDIS"]
     e.update(env or {})
-    svc = Service(name or service, [exe], e, port, ops, db)
+    svc = Service(name or service, [exe], e, port, ops, db, events)
     return svc.start(wait, timeout)
 
 
@@ -993,6 +1000,129 @@ def start_gateway(catalog=None, env=None, wait=True, timeout=60, ready_path="/re
     if wait:
         wait_http(gw.url + ready_path, 200, timeout, proc=gw.proc)
     return gw
+
+
+class SandboxPG:
+    """The sandbox PG (tests/fakes/sandbox_pg.py, protocol in its README):
+    .url ("http://127.0.0.1:port"), .port, .secret_key, .client_key,
+    .webhook_url ("" when it sends no webhooks), .proc.  The helpers speak its
+    API; api() is any request, with the secret key unless auth is False."""
+
+    def __init__(self, proc, port, secret_key, client_key, webhook_url):
+        self.proc = proc
+        self.port = port
+        self.url = "http://127.0.0.1:%d" % port
+        self.secret_key = secret_key
+        self.client_key = client_key
+        self.webhook_url = webhook_url
+
+    def __repr__(self):
+        return "<SandboxPG %s>" % self.url
+
+    def auth_header(self, key=None):
+        """{"Authorization": "Basic base64(key:)"} (key: the secret key)."""
+        raw = ("%s:" % (self.secret_key if key is None else key)).encode()
+        return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+    def api(self, method, path, body=None, idempotency_key=None, auth=True, headers=None,
+            timeout=10):
+        h = dict(self.auth_header() if auth else {})
+        if idempotency_key is not None:
+            h["Idempotency-Key"] = idempotency_key
+        h.update(headers or {})
+        return http(method, self.url + path, body=body, headers=h, timeout=timeout)
+
+    def create_payment(self, order_id, amount, method="card", **fields):
+        """What the browser's payment window does (POST /sandbox/v1/payments);
+        fields: orderName, outcome, provider, dueInSeconds, bank, customerName.
+        Returns the paymentKey."""
+        body = dict(fields, orderId=order_id, amount=amount, method=method)
+        r = http("POST", self.url + "/sandbox/v1/payments", body=body)
+        if r.status != 200:
+            raise HarnessError("sandbox PG: could not create a payment for order %s: %r"
+                               % (order_id, r))
+        return r.body["paymentKey"]
+
+    def confirm(self, payment_key, order_id, amount, idempotency_key=None, timeout=10):
+        return self.api("POST", "/v1/payments/confirm",
+                        {"paymentKey": payment_key, "orderId": order_id, "amount": amount},
+                        idempotency_key=idempotency_key, timeout=timeout)
+
+    def payment(self, payment_key):
+        return self.api("GET", "/v1/payments/" + urllib.parse.quote(payment_key, safe=""))
+
+    def cancel(self, payment_key, reason="test", amount=None, refund_account=None,
+               idempotency_key=None):
+        body = {"cancelReason": reason}
+        if amount is not None:
+            body["cancelAmount"] = amount
+        if refund_account is not None:
+            body["refundReceiveAccount"] = refund_account
+        return self.api("POST", "/v1/payments/%s/cancel" % urllib.parse.quote(payment_key, safe=""),
+                        body, idempotency_key=idempotency_key)
+
+    def deposit(self, payment_key):
+        """The customer pays the virtual account: DONE, and the deposit webhook."""
+        return http("POST", self.url + "/sandbox/v1/deposits", body={"paymentKey": payment_key})
+
+    def fault(self, pattern, **spec):
+        """Adds a fault (see the README): fault("POST /v1/payments/confirm",
+        status=500, when="after", delayMs=2000, count=1, drop=False)."""
+        r = http("POST", self.url + "/sandbox/v1/faults", body=dict(spec, pattern=pattern))
+        if r.status != 200:
+            raise HarnessError("sandbox PG: could not add the fault: %r" % (r,))
+        return r
+
+    def _get(self, path):
+        r = http("GET", self.url + path)
+        if r.status != 200:
+            raise HarnessError("sandbox PG: GET %s answered %r" % (path, r))
+        return r.body
+
+    def stats(self):
+        return self._get("/sandbox/v1/stats")
+
+    def requests(self):
+        return self._get("/sandbox/v1/requests")["requests"]
+
+    def webhooks(self):
+        return self._get("/sandbox/v1/webhooks")["deliveries"]
+
+    def reset(self):
+        r = http("POST", self.url + "/sandbox/v1/reset")
+        if r.status != 200:
+            raise HarnessError("sandbox PG: reset answered %r" % (r,))
+
+    def kill9(self):
+        return self.proc.kill9()
+
+    def terminate(self, timeout=15):
+        return self.proc.terminate(timeout)
+
+    def alive(self):
+        return self.proc.alive()
+
+
+def start_sandbox_pg(env=None, webhook_url="", name="sandbox-pg", wait=True, timeout=30):
+    """Starts the sandbox PG (tests/fakes/sandbox_pg.py) on a free port and
+    waits until it answers.  webhook_url: where its deposit webhooks go (by
+    default nowhere: a test never reaches a gateway it did not start).  env
+    adds or overrides MALL_SANDBOX_PG_* settings (keys, retries, backoff...)."""
+    port = free_port()
+    e = {"MALL_SANDBOX_PG_LISTEN": "127.0.0.1:%d" % port,
+         "MALL_SANDBOX_PG_WEBHOOK_URL": webhook_url or ""}
+    e.update(env or {})
+
+    def setting(var, default):
+        return e.get(var) or os.environ.get(var) or default
+    exe = os.path.join(source_dir(), "tests", "fakes", "sandbox_pg.py")
+    proc = start_process(name, [sys.executable, "-u", exe], e)
+    pg = SandboxPG(proc, port, setting("MALL_SANDBOX_PG_SECRET_KEY", "test_sk_sandbox"),
+                   setting("MALL_SANDBOX_PG_CLIENT_KEY", "test_ck_sandbox"),
+                   e["MALL_SANDBOX_PG_WEBHOOK_URL"])
+    if wait:
+        wait_http(pg.url + "/healthz", 200, timeout, proc=proc)
+    return pg
 
 
 def mallctl(*args, catalog=None, env=None, check=True, timeout=60):

@@ -45,8 +45,10 @@ static const mall_service_def def = {
 static void
 clear_env(void)
 {
-	const char *vars[] = {"MALL_SVCTEST_DB", "MALL_SVCTEST_WORKERS", "MALL_SVCTEST_EXTRA",
-	                      "MALL_SVCTEST_DB_WAIT", "MALL_SVCTEST_OPS_LISTEN"};
+	const char *vars[] = {"MALL_SVCTEST_DB",         "MALL_SVCTEST_WORKERS",
+	                      "MALL_SVCTEST_EXTRA",      "MALL_SVCTEST_DB_WAIT",
+	                      "MALL_SVCTEST_OPS_LISTEN", "MALL_SVCTEST_LISTEN",
+	                      "MALL_SVCTEST_EVENTS_LISTEN"};
 	for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); i++)
 		unsetenv(vars[i]);
 }
@@ -93,6 +95,32 @@ test_unreachable_database_exits_1(void **state)
 }
 
 static void
+test_events_listen_defaults_from_the_rpc_address(void **state)
+{
+	(void)state;
+	clear_env();
+	mall_service_def events_def = def;
+	events_def.events = true;
+	char *argv[] = {"mall-svctest", "migrate", NULL};
+	setenv("MALL_SVCTEST_DB", "host=127.0.0.1 port=1 dbname=nowhere connect_timeout=1", 1);
+	setenv("MALL_SVCTEST_DB_WAIT", "0", 1);
+	/* tcp: port + 1000 is the default, so the settings pass (1: no database) */
+	setenv("MALL_SVCTEST_LISTEN", "tcp://127.0.0.1:7499", 1);
+	assert_int_equal(mall_service_main(&events_def, 2, argv), 1);
+	/* no room for port + 1000, no default: the setting is required */
+	setenv("MALL_SVCTEST_LISTEN", "tcp://127.0.0.1:65000", 1);
+	assert_int_equal(mall_service_main(&events_def, 2, argv), 2);
+	setenv("MALL_SVCTEST_LISTEN", "inproc://svctest", 1);
+	assert_int_equal(mall_service_main(&events_def, 2, argv), 2);
+	setenv("MALL_SVCTEST_EVENTS_LISTEN", "inproc://svctest-events", 1);
+	assert_int_equal(mall_service_main(&events_def, 2, argv), 1);
+	/* a service that writes no events never asks */
+	unsetenv("MALL_SVCTEST_EVENTS_LISTEN");
+	assert_int_equal(mall_service_main(&def, 2, argv), 1);
+	clear_env();
+}
+
+static void
 test_migrate_applies_runtime_then_service(void **state)
 {
 	(void)state;
@@ -133,6 +161,7 @@ main(void)
 	    cmocka_unit_test(test_usage),
 	    cmocka_unit_test(test_bad_settings_exit_2),
 	    cmocka_unit_test(test_unreachable_database_exits_1),
+	    cmocka_unit_test(test_events_listen_defaults_from_the_rpc_address),
 	    cmocka_unit_test(test_migrate_applies_runtime_then_service),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

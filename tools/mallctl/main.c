@@ -31,6 +31,7 @@
 #include "mall/cart.pb-c.h"
 #include "mall/catalog.pb-c.h"
 #include "mall/member.pb-c.h"
+#include "mall/order.pb-c.h"
 
 static const struct {
 	const char *name;
@@ -40,6 +41,7 @@ static const struct {
     {"catalog", "tcp://127.0.0.1:7401", &mall__catalog__catalog__descriptor},
     {"member", "tcp://127.0.0.1:7411", &mall__member__member__descriptor},
     {"cart", "tcp://127.0.0.1:7421", &mall__cart__cart_service__descriptor},
+    {"order", "tcp://127.0.0.1:7431", &mall__order__order_service__descriptor},
 };
 
 static void

@@ -1,0 +1,250 @@
+/*
+ * main.c: mall-order, the order service.  The process life (settings,
+ * migrations, database pool, RPC server, outbox relay, ops endpoint, drain on
+ * SIGTERM) is lib/service.c's; this file names the methods, holds what the
+ * handlers share (the peers' clients, a side pool for the number
+ * transactions, the payment windows), runs the sweep thread and empties a
+ * paid order's cart once the payment is committed.
+ *
+ *   mall-order            serve
+ *   mall-order migrate    apply pending migrations and exit
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "idem.h"
+#include "log.h"
+#include "order.h"
+#include "service.h"
+
+extern const mall_migration_set mall_migrations_order;
+
+#define MINUTE_MS (INT64_C(60) * 1000)
+#define HOUR_MS (60 * MINUTE_MS)
+#define DAY_MS (24 * HOUR_MS)
+#define SIDE_CONNS 4
+
+static const mall_rpc_method methods[] = {
+    {"PlaceOrder", order_place, MALL_RPC_MUTATING},
+    {"GetOrder", order_get, 0},
+    {"ListOrders", order_list, 0},
+    {"CancelOrder", order_cancel, MALL_RPC_MUTATING},
+    {"ChangeStatus", order_change_status, MALL_RPC_MUTATING},
+};
+
+/* settings, read before start */
+static const char *catalog_addrs, *cart_addrs, *member_addrs;
+
+/* what the handlers share: set by start, read-only while serving */
+static order_env env;
+
+const order_env *
+order_env_get(void)
+{
+	return &env;
+}
+
+static void
+read_settings(mall_config *cfg)
+{
+	catalog_addrs = mall_config_str(cfg, "MALL_CATALOG_ADDRS", "tcp://127.0.0.1:7401");
+	member_addrs = mall_config_str(cfg, "MALL_MEMBER_ADDRS", "tcp://127.0.0.1:7411");
+	cart_addrs = mall_config_str(cfg, "MALL_CART_ADDRS", "tcp://127.0.0.1:7421");
+	env.rpc_timeout_ms = mall_config_duration_ms(cfg, "MALL_RPC_TIMEOUT", 3000, 10, 600 * 1000);
+	/* the catalog takes expiries up to 30 days ahead */
+	env.card_window_ms = mall_config_duration_ms(cfg, "MALL_ORDER_CARD_WINDOW", 30 * MINUTE_MS,
+	                                             1000, 30 * DAY_MS);
+	env.deposit_window_ms = mall_config_duration_ms(cfg, "MALL_ORDER_DEPOSIT_WINDOW",
+	                                                72 * HOUR_MS, 1000, 30 * DAY_MS);
+	env.sweep_interval_ms =
+	    mall_config_duration_ms(cfg, "MALL_ORDER_SWEEP_INTERVAL", 30000, 100, DAY_MS);
+	/* a placement's calls each end within their deadline: after a few of
+	 * them, an attempt nobody holds is certainly abandoned */
+	env.attempt_grace_ms = 2 * env.rpc_timeout_ms + 1000;
+}
+
+/* ---- the sweep thread ---- */
+
+static pthread_t sweeper;
+static bool sweeper_running;
+static pthread_mutex_t sweep_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sweep_cv;
+static bool sweep_stop;
+static char *sweep_conninfo;
+
+static void *
+sweep_main(void *arg)
+{
+	(void)arg;
+	mall_db_conn *db = mall_db_conn_new(sweep_conninfo);
+	pthread_mutex_lock(&sweep_mu);
+	while (!sweep_stop) {
+		pthread_mutex_unlock(&sweep_mu);
+		int n = order_sweep_once(db);
+		if (n > 0)
+			mall_log_info(NULL, "order sweep handled %d orders and attempts", n);
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		int64_t ns = (int64_t)until.tv_nsec + (env.sweep_interval_ms % 1000) * 1000000;
+		until.tv_sec += (time_t)(env.sweep_interval_ms / 1000 + ns / 1000000000);
+		until.tv_nsec = (long)(ns % 1000000000);
+		pthread_mutex_lock(&sweep_mu);
+		while (!sweep_stop &&
+		       pthread_cond_timedwait(&sweep_cv, &sweep_mu, &until) != ETIMEDOUT)
+			;
+	}
+	pthread_mutex_unlock(&sweep_mu);
+	mall_db_conn_free(db);
+	return NULL;
+}
+
+static mall_code
+start_sweeper(const char *db, mall_status *st)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&sweep_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	sweep_stop = false;
+	sweep_conninfo = mall_xstrdup(db);
+	if (pthread_create(&sweeper, NULL, sweep_main, NULL) != 0) {
+		free(sweep_conninfo);
+		sweep_conninfo = NULL;
+		pthread_cond_destroy(&sweep_cv);
+		return mall_status_set(st, MALL_INTERNAL, "could not start the order sweep thread");
+	}
+	sweeper_running = true;
+	return MALL_OK;
+}
+
+static void
+stop_sweeper(void)
+{
+	if (!sweeper_running)
+		return;
+	pthread_mutex_lock(&sweep_mu);
+	sweep_stop = true;
+	pthread_cond_signal(&sweep_cv);
+	pthread_mutex_unlock(&sweep_mu);
+	pthread_join(sweeper, NULL);
+	sweeper_running = false;
+	pthread_cond_destroy(&sweep_cv);
+	free(sweep_conninfo);
+	sweep_conninfo = NULL;
+}
+
+static void stop(void);
+
+static mall_code
+start(const char *db, mall_status *st)
+{
+	mall_rpc_client_opts copts = {.timeout_ms = env.rpc_timeout_ms};
+	if (copts.timeout_ms < 1000)
+		copts.try_timeout_ms = copts.timeout_ms;
+	if (mall_rpc_client_new(&env.catalog, "catalog", catalog_addrs, &copts, st) != MALL_OK ||
+	    mall_rpc_client_new(&env.cart, "cart", cart_addrs, &copts, st) != MALL_OK ||
+	    mall_rpc_client_new(&env.member, "member", member_addrs, &copts, st) != MALL_OK ||
+	    mall_db_open(&env.side, db, SIDE_CONNS, st) != MALL_OK ||
+	    start_sweeper(db, st) != MALL_OK) {
+		stop();
+		return st->code;
+	}
+	mall_log_info(NULL,
+	              "catalog at %s, cart at %s, member at %s; payment windows %llds (card), "
+	              "%llds (deposit); sweep every %lldms",
+	              catalog_addrs, cart_addrs, member_addrs,
+	              (long long)(env.card_window_ms / 1000),
+	              (long long)(env.deposit_window_ms / 1000), (long long)env.sweep_interval_ms);
+	return MALL_OK;
+}
+
+static void
+stop(void)
+{
+	stop_sweeper();
+	mall_db_close(env.side);
+	env.side = NULL;
+	mall_rpc_client_free(env.catalog);
+	mall_rpc_client_free(env.cart);
+	mall_rpc_client_free(env.member);
+	env.catalog = env.cart = env.member = NULL;
+}
+
+/* clear_cart: the cart an order was placed from, emptied after the order was
+ * paid (committed).  The key makes a repeat (a retried ChangeStatus answered
+ * from its record) a no-op at the cart, so a cart filled again since stays. */
+static void
+clear_cart(mall_rpc_ctx *ctx, const Mall__Order__Order *o)
+{
+	mall_arena *a = mall_rpc_ctx_arena(ctx);
+	const char *trace = mall_rpc_ctx_trace_id(ctx);
+	mall_status st;
+	mall_status_clear(&st);
+	Mall__Cart__CartRef ref = MALL__CART__CART_REF__INIT;
+	ref.member_id = o->member_id;
+	if (o->member_id == 0) {
+		const char *params[1] = {o->number};
+		PGresult *res =
+		    mall_db_exec(mall_rpc_ctx_worker(ctx), &st,
+		                 "SELECT guest_id FROM orders WHERE number = $1", 1, params);
+		if (res == NULL || PQntuples(res) == 0 || !*PQgetvalue(res, 0, 0)) {
+			PQclear(res);
+			return;
+		}
+		ref.guest_id = mall_arena_strdup(a, PQgetvalue(res, 0, 0));
+		PQclear(res);
+	}
+	Mall__Cart__ClearCartRequest req = MALL__CART__CLEAR_CART_REQUEST__INIT;
+	req.cart = &ref;
+	ProtobufCMessage *reply;
+	if (order_call(env.cart, &mall__cart__cart_service__descriptor, "ClearCart", &req.base,
+	               &reply, a, trace, mall_arena_printf(a, "clear-%s", o->number),
+	               mall_arena_printf(a, "empty the cart of paid order %s", o->number),
+	               &st) != MALL_OK)
+		mall_log_warn(trace, "%s", st.message);
+}
+
+/* The mutation hook: lib/idem.c's, then, once a change to paid committed,
+ * the order's cart is emptied (best effort: a failure leaves the shopper a
+ * full cart, never an unpaid order). */
+static mall_code
+mutate(mall_rpc_ctx *ctx, mall_rpc_handler fn, const ProtobufCMessage *req,
+       ProtobufCMessage **reply, mall_status *st)
+{
+	mall_code rc = mall_idem_mutate(ctx, fn, req, reply, st);
+	if (rc == MALL_OK && *reply != NULL &&
+	    req->descriptor == &mall__order__change_status_request__descriptor &&
+	    ((const Mall__Order__ChangeStatusRequest *)req)->to == MALL__ORDER__ORDER_STATUS__PAID)
+		clear_cart(ctx, (const Mall__Order__Order *)*reply);
+	return rc;
+}
+
+/* A placement waits on the cart, the member service and the catalog while
+ * it holds its worker, so the order service runs more workers: 16. */
+static const mall_service_def order = {
+    .name = "order",
+    .default_listen = "tcp://127.0.0.1:7431",
+    .default_ops_listen = "127.0.0.1:9431",
+    .default_workers = 16,
+    .max_workers = 256,
+    .migrations = &mall_migrations_order,
+    .rpc = &mall__order__order_service__descriptor,
+    .methods = methods,
+    .nmethods = sizeof(methods) / sizeof(methods[0]),
+    .mutate = mutate,
+    .events = true,
+    .read_settings = read_settings,
+    .start = start,
+    .stop = stop,
+};
+
+int
+main(int argc, char **argv)
+{
+	return mall_service_main(&order, argc, argv);
+}

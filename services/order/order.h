@@ -1,0 +1,181 @@
+/*
+ * order.h: the order service's internal interface (mall-order).
+ *
+ * Areas:
+ *   main.c          the method table, settings, the peers' clients, the
+ *                   mutation hook (a paid order's cart is emptied after the
+ *                   commit), the sweep thread's life
+ *   order_check.c   validation of what clients send (field errors with the
+ *                   JSON names) and the enum <-> text mappings of the tables
+ *   order_store.c   reading orders (GetOrder, ListOrders) and the pieces the
+ *                   writers share: loading an order into its message,
+ *                   recording a change of state with its history and events
+ *   order_place.c   PlaceOrder: quote, address, number, reservation, coupon,
+ *                   rows
+ *   order_status.c  CancelOrder, ChangeStatus (the transition table) and the
+ *                   sweep (expired orders, abandoned placement attempts)
+ *
+ * Every handler runs on an RPC worker thread whose state is the worker's own
+ * mall_db_conn; the MALL_RPC_MUTATING ones run inside the transaction that
+ * lib/idem.c opened for their idempotency key and must neither begin nor
+ * commit.  Calls to the catalog and the cart carry idempotency keys derived
+ * from the order number ("reserve-<number>"), so a retry repeats nothing.
+ */
+#ifndef MALL_ORDER_H
+#define MALL_ORDER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "alloc.h"
+#include "db.h"
+#include "rpc.h"
+#include "status.h"
+
+#include "mall/cart.pb-c.h"
+#include "mall/catalog.pb-c.h"
+#include "mall/member.pb-c.h"
+#include "mall/order.pb-c.h"
+
+/* A timestamptz column as RFC 3339 in UTC, "" for NULL (to_char of NULL). */
+#define ORDER_RFC3339(col)                                                                         \
+	"coalesce(to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '')"
+
+#define ORDER_LINES_MAX 100 /* what one reservation takes (catalog.proto) */
+#define ORDER_NUMBER_LEN 15 /* YYYYMMDD-NNNNNN */
+/* The key space (first int4 of pg_advisory_xact_lock(int4, int4)) of the lock a
+ * placement holds on its number while it runs: "ORDR". */
+#define ORDER_ATTEMPT_LOCK_CLASS 0x4f524452
+
+/* ---- main.c: what the process shares ---- */
+
+typedef struct order_env {
+	mall_rpc_client *catalog;  /* MALL_CATALOG_ADDRS */
+	mall_rpc_client *cart;     /* MALL_CART_ADDRS */
+	mall_rpc_client *member;   /* MALL_MEMBER_ADDRS */
+	mall_db *side;             /* short transactions outside the RPC's (numbers) */
+	int64_t rpc_timeout_ms;    /* MALL_RPC_TIMEOUT */
+	int64_t card_window_ms;    /* MALL_ORDER_CARD_WINDOW: card, easy pay */
+	int64_t deposit_window_ms; /* MALL_ORDER_DEPOSIT_WINDOW: virtual account */
+	int64_t sweep_interval_ms; /* MALL_ORDER_SWEEP_INTERVAL */
+	/* an attempt older than this with no order is abandoned (its placement
+	 * crashed or failed): a few RPC deadlines, so no call of it is in flight */
+	int64_t attempt_grace_ms;
+} order_env;
+
+/* order_env_get: the process's environment (set up by main.c's start). */
+const order_env *order_env_get(void);
+
+/* ---- order_check.c ---- */
+
+void order_check_text(mall_status *st, const char *field, const char *v, size_t min, size_t max);
+/* order_check_phone: the normalized Korean mobile number (010-1234-5678) in
+ * a, or NULL after a field error. */
+char *order_check_phone(mall_status *st, mall_arena *a, const char *field, const char *v);
+/* order_check_email: the email lower-cased in a, or NULL after a field error. */
+char *order_check_email(mall_status *st, mall_arena *a, const char *field, const char *v);
+void order_check_postal_code(mall_status *st, const char *field, const char *v);
+/* order_check_number: whether v looks like an order number. */
+bool order_number_ok(const char *v);
+
+/* Enum <-> the text stored in the tables ("pending_payment"); NULL / 0 for
+ * values that have none. */
+const char *order_status_text(Mall__Order__OrderStatus s);
+Mall__Order__OrderStatus order_status_parse(const char *s);
+const char *order_method_text(Mall__Order__PaymentMethod m);
+Mall__Order__PaymentMethod order_method_parse(const char *s);
+const char *order_channel_text(Mall__Order__SalesChannel c);
+Mall__Order__SalesChannel order_channel_parse(const char *s);
+
+/* ---- order_store.c ---- */
+
+/* A locked order row: what the writers need to decide a change. */
+typedef struct order_row {
+	int64_t id;
+	const char *number;
+	int64_t member_id;
+	const char *guest_id;
+	Mall__Order__OrderStatus status;
+	const char *orderer_phone;
+	int64_t total;
+	const char *coupon_code;
+} order_row;
+
+/* order_lock: the order numbered number, locked FOR UPDATE, into *row (strings
+ * in a).  NOT_FOUND (naming the order) when there is none. */
+mall_code order_lock(mall_db_conn *db, mall_arena *a, const char *number, order_row *row,
+                     mall_status *st);
+/* order_load: the whole order (lines, history oldest first) by id, in a. */
+mall_code order_load(mall_db_conn *db, mall_arena *a, int64_t id, Mall__Order__Order **out,
+                     mall_status *st);
+/* order_access: whether the caller of GetOrder/CancelOrder may see the order
+ * (admin; the member who placed it; a guest order and its orderer's phone).
+ * An answer of false is to be reported as NOT_FOUND, like a missing order. */
+bool order_access(const order_row *row, int64_t member_id, const char *phone, bool admin);
+/* order_check_access_request: field errors of the (number, member_id,
+ * orderer_phone, admin) part of GetOrder/CancelOrder; *phone_out is the
+ * normalized phone (or "" when none was needed). */
+void order_check_access_request(mall_status *st, mall_arena *a, const char *number,
+                                int64_t member_id, const char *phone, bool admin,
+                                const char **phone_out);
+/* order_record_change: row moves to `to` in the open transaction: the status
+ * (and paid_at / cancelled_at), a history entry, then the outbox events
+ * order.status_changed (and order.paid / order.cancelled) LAST, as
+ * mall_outbox_add wants.  The caller checked the transition. */
+mall_code order_record_change(mall_db_conn *db, mall_arena *a, const order_row *row,
+                              Mall__Order__OrderStatus to, const char *actor, const char *reason,
+                              mall_status *st);
+
+mall_code order_get(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **reply,
+                    mall_status *st);
+mall_code order_list(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **reply,
+                     mall_status *st);
+
+/* ---- order_place.c ---- */
+
+mall_code order_place(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **reply,
+                      mall_status *st);
+
+/* ---- order_status.c ---- */
+
+mall_code order_cancel(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **reply,
+                       mall_status *st);
+mall_code order_change_status(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
+                              ProtobufCMessage **reply, mall_status *st);
+/* order_transition_ok: whether the table allows from -> to. */
+bool order_transition_ok(Mall__Order__OrderStatus from, Mall__Order__OrderStatus to);
+
+/* ---- order_peer.c: calls to the catalog, the cart and the member service ---- */
+
+/* order_call: method of svc on client c; key (may be NULL: a read) is the
+ * idempotency key of a mutating call.  The reply lives in a.  On failure st
+ * is the peer's status as order_peer_failed leaves it, prefixed with what. */
+mall_code order_call(mall_rpc_client *c, const ProtobufCServiceDescriptor *svc, const char *method,
+                     const ProtobufCMessage *req, ProtobufCMessage **reply, mall_arena *a,
+                     const char *trace, const char *key, const char *what, mall_status *st);
+/* order_peer_definite: whether a failed call's status proves it did nothing
+ * (a refusal), as opposed to a timeout or an unreachable peer (it may have
+ * run). */
+bool order_peer_definite(const mall_status *st);
+/* order_attempt_forget: deletes the placement attempt of number on a side
+ * connection (its own transaction); failures are logged only. */
+void order_attempt_forget(const char *trace, const char *number);
+
+/* The peers, with the order's idempotency keys: each is an RPC that may be
+ * repeated safely.  trace may be NULL.  Failures keep the peer's code and
+ * reason (not its field errors, which are about our request). */
+mall_code order_release_stock(mall_arena *a, const char *trace, const char *number,
+                              mall_status *st);
+mall_code order_release_coupon(mall_arena *a, const char *trace, const char *number,
+                               mall_status *st);
+/* order_peer_failed: st describes the failed call cst of what ("reserve stock
+ * for order X"): cst's code, reason and details, its message prefixed. */
+mall_code order_peer_failed(mall_status *st, const mall_status *cst, const char *what);
+
+/* order_sweep_once: one pass of the sweep on db (its own connection): cancels
+ * the open orders past their payment window and cleans up abandoned
+ * placement attempts, one per transaction.  Returns how many it handled. */
+int order_sweep_once(mall_db_conn *db);
+
+#endif

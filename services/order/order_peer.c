@@ -1,0 +1,99 @@
+/*
+ * order_peer.c: the order service's calls to its peers.  Every mutating call
+ * carries an idempotency key derived from the order number and the action
+ * ("reserve-20261126-000123"), so a retry (ours, the RPC client's, a
+ * re-placed order after a crash, the sweep) is answered by the peer's record
+ * instead of acting twice.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "log.h"
+#include "order.h"
+
+mall_code
+order_peer_failed(mall_status *st, const mall_status *cst, const char *what)
+{
+	mall_status_clear(st);
+	st->code = cst->code;
+	snprintf(st->message, sizeof(st->message), "could not %.80s: %.150s", what, cst->message);
+	memcpy(st->reason, cst->reason, sizeof(st->reason));
+	st->ndetails = cst->ndetails;
+	memcpy(st->details, cst->details, sizeof(st->details));
+	/* the peer's field errors are about our request, not the caller's */
+	if (st->code == MALL_INVALID_ARGUMENT)
+		st->code = MALL_INTERNAL;
+	return st->code;
+}
+
+bool
+order_peer_definite(const mall_status *st)
+{
+	switch (st->code) {
+	case MALL_FAILED_PRECONDITION:
+	case MALL_NOT_FOUND:
+	case MALL_INVALID_ARGUMENT:
+	case MALL_ALREADY_EXISTS:
+	case MALL_PERMISSION_DENIED:
+	case MALL_OUT_OF_RANGE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+mall_code
+order_call(mall_rpc_client *c, const ProtobufCServiceDescriptor *svc, const char *method,
+           const ProtobufCMessage *req, ProtobufCMessage **reply, mall_arena *a, const char *trace,
+           const char *key, const char *what, mall_status *st)
+{
+	mall_rpc_call_opts opts = {.trace_id = trace && *trace ? trace : NULL};
+	if (key != NULL) {
+		opts.idempotency_key = key;
+		opts.flags = MALL_RPC_CALL_MUTATING;
+	}
+	mall_status cst;
+	mall_status_clear(&cst);
+	*reply = NULL;
+	if (mall_rpc_call(c, svc, method, req, reply, a, &opts, &cst) != MALL_OK)
+		return order_peer_failed(st, &cst, what);
+	return MALL_OK;
+}
+
+mall_code
+order_release_stock(mall_arena *a, const char *trace, const char *number, mall_status *st)
+{
+	Mall__Catalog__ReleaseReservationRequest req =
+	    MALL__CATALOG__RELEASE_RESERVATION_REQUEST__INIT;
+	req.order_id = (char *)number;
+	ProtobufCMessage *reply;
+	char *key = mall_arena_printf(a, "release-%s", number);
+	char *what = mall_arena_printf(a, "release the stock of order %s", number);
+	return order_call(order_env_get()->catalog, &mall__catalog__catalog__descriptor,
+	                  "ReleaseReservation", &req.base, &reply, a, trace, key, what, st);
+}
+
+mall_code
+order_release_coupon(mall_arena *a, const char *trace, const char *number, mall_status *st)
+{
+	Mall__Cart__ReleaseCouponRequest req = MALL__CART__RELEASE_COUPON_REQUEST__INIT;
+	req.order_id = (char *)number;
+	ProtobufCMessage *reply;
+	char *key = mall_arena_printf(a, "release-coupon-%s", number);
+	char *what = mall_arena_printf(a, "release the coupon use of order %s", number);
+	return order_call(order_env_get()->cart, &mall__cart__cart_service__descriptor,
+	                  "ReleaseCoupon", &req.base, &reply, a, trace, key, what, st);
+}
+
+void
+order_attempt_forget(const char *trace, const char *number)
+{
+	mall_db_conn *c = mall_db_acquire(order_env_get()->side);
+	mall_status st;
+	mall_status_clear(&st);
+	const char *params[1] = {number};
+	if (mall_db_exec_cmd(c, &st, "DELETE FROM order_attempt WHERE number = $1", 1, params) < 0)
+		mall_log_warn(trace, "placement attempt of order %s left for the sweep: %s", number,
+		              st.message);
+	mall_db_release(c);
+}
