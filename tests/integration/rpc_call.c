@@ -11,7 +11,7 @@
  * passwords may need more).
  *
  * Services: mall.catalog.Catalog, mall.member.Member, mall.cart.CartService,
- * mall.order.OrderService and
+ * mall.order.OrderService, mall.payment.PaymentService and
  * the built-in mall.rpc.Events (Since) that every service answers.
  *
  * The request is bound with json_pb (unknown fields are an error, as at the
@@ -36,6 +36,7 @@
 #include "mall/catalog.pb-c.h"
 #include "mall/member.pb-c.h"
 #include "mall/order.pb-c.h"
+#include "mall/payment.pb-c.h"
 #include "mall/rpc.pb-c.h"
 #include "rpc.h"
 
@@ -44,6 +45,7 @@ static const ProtobufCServiceDescriptor *const services[] = {
     &mall__member__member__descriptor,
     &mall__cart__cart_service__descriptor,
     &mall__order__order_service__descriptor,
+    &mall__payment__payment_service__descriptor,
     &mall__rpc__events__descriptor, /* every service's built-in Events.Since */
 };
 

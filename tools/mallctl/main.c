@@ -32,6 +32,7 @@
 #include "mall/catalog.pb-c.h"
 #include "mall/member.pb-c.h"
 #include "mall/order.pb-c.h"
+#include "mall/payment.pb-c.h"
 
 static const struct {
 	const char *name;
@@ -42,6 +43,7 @@ static const struct {
     {"member", "tcp://127.0.0.1:7411", &mall__member__member__descriptor},
     {"cart", "tcp://127.0.0.1:7421", &mall__cart__cart_service__descriptor},
     {"order", "tcp://127.0.0.1:7431", &mall__order__order_service__descriptor},
+    {"payment", "tcp://127.0.0.1:7441", &mall__payment__payment_service__descriptor},
 };
 
 static void
@@ -62,7 +64,9 @@ connect_to(const char *service)
 		if (strcmp(services[i].name, service) == 0)
 			def = services[i].default_addrs;
 	if (def == NULL) {
-		fprintf(stderr, "mallctl: unknown service \"%s\" (known: catalog, member, cart)\n",
+		fprintf(stderr,
+		        "mallctl: unknown service \"%s\" (known: catalog, member, cart, order, "
+		        "payment)\n",
 		        service);
 		return NULL;
 	}
