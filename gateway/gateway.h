@@ -2,7 +2,7 @@
  * gateway.h: what the gateway's files share: its settings, the running
  * gateway, one request being served, the response helpers (server.c) and the
  * route handlers (ops_routes.c, catalog_routes.c, member_routes.c,
- * session_routes.c, me_routes.c, cart_routes.c, static.c).
+ * session_routes.c, me_routes.c, cart_routes.c, order_routes.c, static.c).
  *
  * A request's memory is its arena (r->arena), freed when the response is out;
  * handlers allocate from it and free nothing.  Every handler answers exactly
@@ -30,12 +30,14 @@
 #include "rpc.h"
 #include "status.h"
 
-/* The settings (MALL_GATEWAY_*, MALL_<SERVICE>_ADDRS, MALL_RPC_TIMEOUT). */
+/* The settings (MALL_GATEWAY_*, MALL_<SERVICE>_ADDRS, MALL_RPC_TIMEOUT,
+ * MALL_PAYMENT_PG_CLIENT_KEY). */
 typedef struct mall_gw_config {
 	const char *listen;        /* "127.0.0.1:8080" */
 	const char *catalog_addrs; /* "tcp://127.0.0.1:7401,..." */
 	const char *member_addrs;  /* "tcp://127.0.0.1:7411,..." */
 	const char *cart_addrs;    /* "tcp://127.0.0.1:7421,..." */
+	const char *order_addrs;   /* "tcp://127.0.0.1:7431,..." */
 	const char *web_root;      /* canonical (realpath) */
 	int64_t max_body;          /* bytes */
 	int64_t max_upload;        /* bytes */
@@ -48,6 +50,9 @@ typedef struct mall_gw_config {
 	int64_t login_max_per_ip;      /* failed logins per client IP per window */
 	int64_t login_max_per_account; /* failed logins per email per window */
 	int64_t login_window_ms;
+	/* MALL_PAYMENT_PG_CLIENT_KEY: the PG's client key, public (the browser's
+	 * payment window needs it; the secret key stays with the payment service) */
+	const char *pg_client_key;
 } mall_gw_config;
 
 typedef struct mall_gw {
@@ -56,6 +61,7 @@ typedef struct mall_gw {
 	mall_rpc_client *catalog;
 	mall_rpc_client *member;
 	mall_rpc_client *cart;
+	mall_rpc_client *order;
 	mall_redis *redis; /* one connection, shared (it has a mutex) */
 	atomic_bool ready;
 } mall_gw;
@@ -89,7 +95,7 @@ typedef struct mall_gw_req {
 
 /* ---- server.c ---- */
 
-/* mall_gw_start: connects the service clients (catalog, member, cart) and starts
+/* mall_gw_start: connects the service clients (catalog, member, cart, order) and starts
  * civetweb; not ready yet.  On failure nothing is left running. */
 mall_code mall_gw_start(mall_gw **out, const mall_gw_config *cfg, mall_status *st);
 void mall_gw_set_ready(mall_gw *gw, bool ready);
@@ -107,7 +113,9 @@ void mall_gw_respond_error(mall_gw_req *r, int status, const char *slug, const c
                            const mall_status *fields);
 /* mall_gw_respond_status: answers an error status from a service (or the
  * gateway), with mall_code_http's status; server errors are logged with
- * their real message and answered with a public one naming service. */
+ * their real message and answered with a public one naming service.  An
+ * idempotency key reused for another request (lib/idem.h's reason
+ * MALL_IDEM_KEY_REUSED) is 422 idempotency_key_reused, for every route. */
 void mall_gw_respond_status(mall_gw_req *r, const mall_status *st, const char *service);
 /* mall_gw_idempotency_key: the client's Idempotency-Key header: NULL when it
  * sent none, "" when it sent a bad one (then answered 400 here). */
@@ -182,6 +190,11 @@ void mall_gw_handle_cart_item_patch(mall_gw_req *r);
 void mall_gw_handle_cart_item_delete(mall_gw_req *r);
 void mall_gw_handle_cart_coupon_put(mall_gw_req *r);
 void mall_gw_handle_cart_coupon_delete(mall_gw_req *r);
+/* order_routes.c: placing, reading and cancelling orders */
+void mall_gw_handle_order_place(mall_gw_req *r);
+void mall_gw_handle_orders(mall_gw_req *r);
+void mall_gw_handle_order_get(mall_gw_req *r);
+void mall_gw_handle_order_cancel(mall_gw_req *r);
 void mall_gw_handle_static(mall_gw_req *r);
 
 /* ---- cart_routes.c: the guest cart's move into a member's ---- */

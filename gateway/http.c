@@ -159,6 +159,8 @@ mall_gw_reason(int status)
 		return "Content Too Large";
 	case 415:
 		return "Unsupported Media Type";
+	case 422:
+		return "Unprocessable Content";
 	case 429:
 		return "Too Many Requests";
 	case 499:

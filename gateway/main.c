@@ -38,6 +38,9 @@ main(void)
 	gc.catalog_addrs = mall_config_str(&cfg, "MALL_CATALOG_ADDRS", "tcp://127.0.0.1:7401");
 	gc.member_addrs = mall_config_str(&cfg, "MALL_MEMBER_ADDRS", "tcp://127.0.0.1:7411");
 	gc.cart_addrs = mall_config_str(&cfg, "MALL_CART_ADDRS", "tcp://127.0.0.1:7421");
+	gc.order_addrs = mall_config_str(&cfg, "MALL_ORDER_ADDRS", "tcp://127.0.0.1:7431");
+	/* public by design: the browser's payment window is opened with it */
+	gc.pg_client_key = mall_config_str(&cfg, "MALL_PAYMENT_PG_CLIENT_KEY", "test_ck_sandbox");
 	const char *root =
 	    mall_config_str(&cfg, "MALL_GATEWAY_WEB_ROOT", MALL_GATEWAY_DEFAULT_WEB_ROOT);
 	gc.max_body = mall_config_size(&cfg, "MALL_GATEWAY_MAX_BODY", 1 * MiB, 1, 1 * GiB);
@@ -89,10 +92,10 @@ main(void)
 	}
 	mall_gw_set_ready(gw, true);
 	mall_log_info(NULL,
-	              "listening on %s (web root %s, catalog %s, member %s, cart %s, %d threads, "
-	              "body limit %lld bytes)",
+	              "listening on %s (web root %s, catalog %s, member %s, cart %s, order %s, "
+	              "%d threads, body limit %lld bytes)",
 	              gc.listen, gc.web_root, gc.catalog_addrs, gc.member_addrs, gc.cart_addrs,
-	              gc.threads, (long long)gc.max_body);
+	              gc.order_addrs, gc.threads, (long long)gc.max_body);
 
 	int sig = 0;
 	while (sigwait(&stop, &sig) != 0)

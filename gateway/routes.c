@@ -19,6 +19,19 @@ static const mall_gw_param_spec products_params[] = {
     {"pageSize", MALL_GW_PARAM_INT, 1, MALL_GW_PAGE_SIZE_MAX, NULL, "products per page"},
 };
 
+/* Query parameters of GET /api/v1/orders (mall.order.ListOrdersRequest). */
+static const mall_gw_param_spec orders_params[] = {
+    {"page", MALL_GW_PARAM_INT, 1, MALL_GW_PAGE_MAX, NULL, "page number, from 1"},
+    {"pageSize", MALL_GW_PARAM_INT, 1, MALL_GW_PAGE_SIZE_MAX, NULL, "orders per page"},
+};
+
+/* The query parameter of one order's routes: the orderer's phone, with which a
+ * guest reaches an order placed without signing in (order_routes.c). */
+static const mall_gw_param_spec order_params[] = {
+    {"phone", MALL_GW_PARAM_STRING, 1, 20, NULL,
+     "the orderer's phone, for an order placed as a guest"},
+};
+
 #define NPARAMS(a) (sizeof(a) / sizeof((a)[0]))
 
 static const mall_gw_route routes[] = {
@@ -66,6 +79,14 @@ static const mall_gw_route routes[] = {
      MALL_GW_ROUTE_API, NULL, 0},
     {"DELETE", "/api/v1/cart/coupon", MALL_GW_ROUTE_CART_COUPON_DELETE, MALL_GW_LIMIT_BODY,
      MALL_GW_ROUTE_API, NULL, 0},
+    {"POST", "/api/v1/orders", MALL_GW_ROUTE_ORDER_PLACE, MALL_GW_LIMIT_BODY, MALL_GW_ROUTE_API,
+     NULL, 0},
+    {"GET", "/api/v1/orders", MALL_GW_ROUTE_ORDERS, MALL_GW_LIMIT_BODY, MALL_GW_ROUTE_API,
+     orders_params, NPARAMS(orders_params)},
+    {"GET", "/api/v1/orders/{number}", MALL_GW_ROUTE_ORDER_GET, MALL_GW_LIMIT_BODY,
+     MALL_GW_ROUTE_API, order_params, NPARAMS(order_params)},
+    {"POST", "/api/v1/orders/{number}/cancel", MALL_GW_ROUTE_ORDER_CANCEL, MALL_GW_LIMIT_BODY,
+     MALL_GW_ROUTE_API, order_params, NPARAMS(order_params)},
     {"GET", "/*", MALL_GW_ROUTE_STATIC, MALL_GW_LIMIT_BODY, MALL_GW_ROUTE_ANY_QUERY, NULL, 0},
 };
 

@@ -40,6 +40,10 @@ typedef enum mall_gw_route_id {
 	MALL_GW_ROUTE_CART_ITEM_DELETE,
 	MALL_GW_ROUTE_CART_COUPON_PUT,
 	MALL_GW_ROUTE_CART_COUPON_DELETE,
+	MALL_GW_ROUTE_ORDER_PLACE,
+	MALL_GW_ROUTE_ORDERS,
+	MALL_GW_ROUTE_ORDER_GET,
+	MALL_GW_ROUTE_ORDER_CANCEL,
 	MALL_GW_ROUTE_STATIC,
 	MALL_GW_ROUTE_COUNT
 } mall_gw_route_id;
@@ -94,7 +98,7 @@ void mall_gw_route_match(const char *method, const char *path, mall_gw_match *m)
 /* mall_gw_path_is_api: whether path is under one of the API prefixes. */
 bool mall_gw_path_is_api(const char *path);
 
-/* Limits of the product list (also in docs/openapi.json). */
+/* Limits of the product and order lists (also in docs/openapi.json). */
 #define MALL_GW_PAGE_MAX 10000
 #define MALL_GW_PAGE_SIZE_MAX 100
 

@@ -23,6 +23,7 @@
 
 #include <jansson.h>
 
+#include "idem.h"
 #include "json_pb.h"
 #include "log.h"
 #include "metrics.h"
@@ -149,6 +150,11 @@ mall_gw_respond_status(mall_gw_req *r, const mall_status *st, const char *servic
 	int http = mall_code_http(st->code);
 	char buf[160];
 	const char *msg = mall_gw_public_message(st, service, buf, sizeof(buf));
+	if (st->code == MALL_INVALID_ARGUMENT && strcmp(st->reason, MALL_IDEM_KEY_REUSED) == 0) {
+		/* the service's message names the key as the gateway scoped it */
+		http = 422;
+		msg = "the Idempotency-Key was already used for a different request";
+	}
 	if (http >= 500)
 		mall_log_warn(r->trace_id, "%s %s: %s: %s", r->method, r->path ? r->path : "?",
 		              mall_code_name(st->code), st->message);
@@ -475,6 +481,10 @@ static const handler_fn handlers[MALL_GW_ROUTE_COUNT] = {
     [MALL_GW_ROUTE_CART_ITEM_DELETE] = mall_gw_handle_cart_item_delete,
     [MALL_GW_ROUTE_CART_COUPON_PUT] = mall_gw_handle_cart_coupon_put,
     [MALL_GW_ROUTE_CART_COUPON_DELETE] = mall_gw_handle_cart_coupon_delete,
+    [MALL_GW_ROUTE_ORDER_PLACE] = mall_gw_handle_order_place,
+    [MALL_GW_ROUTE_ORDERS] = mall_gw_handle_orders,
+    [MALL_GW_ROUTE_ORDER_GET] = mall_gw_handle_order_get,
+    [MALL_GW_ROUTE_ORDER_CANCEL] = mall_gw_handle_order_cancel,
     [MALL_GW_ROUTE_STATIC] = mall_gw_handle_static,
 };
 
@@ -740,6 +750,14 @@ mall_gw_start(mall_gw **out, const mall_gw_config *cfg, mall_status *st)
 		free(gw);
 		return c;
 	}
+	c = mall_rpc_client_new(&gw->order, "order", cfg->order_addrs, &copts, st);
+	if (c != MALL_OK) {
+		mall_rpc_client_free(gw->catalog);
+		mall_rpc_client_free(gw->member);
+		mall_rpc_client_free(gw->cart);
+		free(gw);
+		return c;
+	}
 
 	char threads[16], timeout[24];
 	snprintf(threads, sizeof(threads), "%d", cfg->threads);
@@ -773,6 +791,7 @@ mall_gw_start(mall_gw **out, const mall_gw_config *cfg, mall_status *st)
 		mall_rpc_client_free(gw->catalog);
 		mall_rpc_client_free(gw->member);
 		mall_rpc_client_free(gw->cart);
+		mall_rpc_client_free(gw->order);
 		free(gw);
 		return mall_status_set(st, MALL_UNAVAILABLE, "could not listen on %s for HTTP",
 		                       cfg->listen);
@@ -799,6 +818,7 @@ mall_gw_stop(mall_gw *gw)
 	mall_rpc_client_free(gw->catalog);
 	mall_rpc_client_free(gw->member);
 	mall_rpc_client_free(gw->cart);
+	mall_rpc_client_free(gw->order);
 	mall_redis_free(gw->redis);
 	mg_exit_library();
 	free(gw);

@@ -102,8 +102,9 @@ answer_recorded(mall_rpc_ctx *ctx, mall_db_conn *db, const char *key, const char
 	}
 	if (!mall_db_bool(res, 0, 0)) {
 		PQclear(res);
-		return mall_status_set(st, MALL_INVALID_ARGUMENT,
-		                       "idempotency key %s was used for a different request", key);
+		return mall_status_reason(st, MALL_INVALID_ARGUMENT, MALL_IDEM_KEY_REUSED,
+		                          "idempotency key %s was used for a different request",
+		                          key);
 	}
 	if (PQgetisnull(res, 0, 1)) {
 		PQclear(res);

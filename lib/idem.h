@@ -11,7 +11,8 @@
  * record land together or not at all.  If K was recorded already (a retry, or a
  * concurrent duplicate, which waits on the unique index) it answers the stored
  * reply without running the handler; if K was recorded for a different request
- * it answers INVALID_ARGUMENT.  A handler error rolls everything back, so a
+ * it answers INVALID_ARGUMENT with the reason MALL_IDEM_KEY_REUSED (the
+ * gateway answers that 422).  A handler error rolls everything back, so a
  * failed call can be retried with the same key.  A call without a key is
  * INVALID_ARGUMENT.
  */
@@ -19,6 +20,10 @@
 #define MALL_IDEM_H
 
 #include "rpc.h"
+
+/* The reason of the INVALID_ARGUMENT answered for a key recorded with a
+ * different request. */
+#define MALL_IDEM_KEY_REUSED "idempotency_key_reused"
 
 mall_code mall_idem_mutate(mall_rpc_ctx *ctx, mall_rpc_handler fn, const ProtobufCMessage *req,
                            ProtobufCMessage **reply, mall_status *st);

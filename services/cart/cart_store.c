@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "cart.h"
+#include "idem.h"
 
 #define IDEM_TTL_MS "86400000" /* a guest call's key is remembered a day */
 
@@ -216,8 +217,8 @@ run_change(mall_arena *a, const Mall__Cart__CartRef *ref, const char *key, const
 	ans->n = r->element[1]->integer;
 	freeReplyObject(r);
 	if (strcmp(ans->word, "reused") == 0)
-		return mall_status_set(st, MALL_INVALID_ARGUMENT,
-		                       "idempotency key %s was used for a different request", key);
+		return mall_status_reason(st, MALL_INVALID_ARGUMENT, MALL_IDEM_KEY_REUSED,
+		                          "idempotency key %s was used for a different request", key);
 	return MALL_OK;
 }
 

@@ -694,6 +694,10 @@ def test_repeated_idempotency_key_adds_once():
         # a new key is a new add
         assert lines(assert_ok(c.add(sku, 2, headers={"Idempotency-Key": "cart-add-2"}))) == \
             {sku["id"]: 4}
+        # a used key with another body is refused (guest carts in Redis and
+        # member carts in PostgreSQL alike), and changes nothing
+        assert_error(c.add(sku, 3, headers=h), 422, "idempotency_key_reused")
+        assert lines(c.cart()) == {sku["id"]: 4}
 
 
 def test_openapi_documents_the_cart_routes():

@@ -350,9 +350,10 @@ def test_idempotency_key_replays_the_answer():
     again = post(b, headers={"Idempotency-Key": key})
     assert again.status == 201 and again.body == first.body, (first, again)
     assert counts() == before
-    # the same key for another signup is refused, and writes nothing
+    # the same key for another signup is refused (422, as on every route), and
+    # writes nothing
     other = post(body(), headers={"Idempotency-Key": key})
-    assert_error(other, 400, "invalid_argument")
+    assert_error(other, 422, "idempotency_key_reused")
     assert counts() == before
     # a key the gateway cannot pass on
     for bad in ("has space", "x" * 65, "a/b"):

@@ -117,6 +117,45 @@ test_cart_routes(void **state)
 }
 
 static void
+test_order_routes(void **state)
+{
+	(void)state;
+	expect_route("POST", "/api/v1/orders", MALL_GW_ROUTE_ORDER_PLACE);
+	expect_route("GET", "/api/v1/orders", MALL_GW_ROUTE_ORDERS);
+	expect_route("HEAD", "/api/v1/orders", MALL_GW_ROUTE_ORDERS);
+	expect_route("GET", "/api/v1/orders/20261126-000123", MALL_GW_ROUTE_ORDER_GET);
+	expect_route("POST", "/api/v1/orders/20261126-000123/cancel", MALL_GW_ROUTE_ORDER_CANCEL);
+	mall_gw_match m = match("POST", "/api/v1/orders/20261126-000123/cancel");
+	assert_int_equal(m.param_len, 15);
+	assert_memory_equal(m.param, "20261126-000123", 15);
+	assert_int_equal(m.route->nparams, 1);
+	assert_string_equal(m.route->params[0].name, "phone");
+	m = match("GET", "/api/v1/orders");
+	assert_int_equal(m.route->nparams, 2);
+	/* an order is not changed in place, and cancel is a POST only */
+	m = match("DELETE", "/api/v1/orders/20261126-000123");
+	assert_int_equal(m.result, MALL_GW_MATCH_METHOD);
+	assert_string_equal(m.allow, "GET, HEAD");
+	m = match("GET", "/api/v1/orders/20261126-000123/cancel");
+	assert_int_equal(m.result, MALL_GW_MATCH_METHOD);
+	assert_string_equal(m.allow, "POST");
+	m = match("PUT", "/api/v1/orders");
+	assert_int_equal(m.result, MALL_GW_MATCH_METHOD);
+	assert_string_equal(m.allow, "POST, GET, HEAD");
+	/* the number is one non-empty segment */
+	m = match("GET", "/api/v1/orders/");
+	assert_int_equal(m.result, MALL_GW_MATCH_NOT_FOUND);
+	assert_true(m.api);
+	m = match("POST", "/api/v1/orders//cancel");
+	assert_int_equal(m.result, MALL_GW_MATCH_NOT_FOUND);
+	m = match("POST", "/api/v1/orders/1/2/cancel");
+	assert_int_equal(m.result, MALL_GW_MATCH_NOT_FOUND);
+	m = match("POST", "/api/v1/orders/20261126-000123/refund");
+	assert_int_equal(m.result, MALL_GW_MATCH_NOT_FOUND);
+	assert_true(m.api);
+}
+
+static void
 test_wrong_method(void **state)
 {
 	(void)state;
@@ -204,7 +243,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_exact_routes), cmocka_unit_test(test_param_route),
-	    cmocka_unit_test(test_cart_routes),
+	    cmocka_unit_test(test_cart_routes),  cmocka_unit_test(test_order_routes),
 	    cmocka_unit_test(test_wrong_method), cmocka_unit_test(test_static),
 	    cmocka_unit_test(test_api_space),    cmocka_unit_test(test_table),
 	};

@@ -229,6 +229,7 @@ test_key_reused_for_other_request(void **state)
 	assert_int_equal(create("key-reused", "table", &id, &st), MALL_INVALID_ARGUMENT);
 	assert_string_equal(st.message,
 	                    "idempotency key key-reused was used for a different request");
+	assert_string_equal(st.reason, MALL_IDEM_KEY_REUSED);
 	assert_int_equal(atomic_load(&runs), before);
 	assert_int_equal(count("SELECT count(*) FROM things WHERE name = $1", "table"), 0);
 }
