@@ -2,7 +2,8 @@
  * gateway.h: what the gateway's files share: its settings, the running
  * gateway, one request being served, the response helpers (server.c) and the
  * route handlers (ops_routes.c, catalog_routes.c, member_routes.c,
- * session_routes.c, me_routes.c, cart_routes.c, order_routes.c, static.c).
+ * session_routes.c, me_routes.c, cart_routes.c, order_routes.c,
+ * payment_routes.c, static.c).
  *
  * A request's memory is its arena (r->arena), freed when the response is out;
  * handlers allocate from it and free nothing.  Every handler answers exactly
@@ -38,6 +39,7 @@ typedef struct mall_gw_config {
 	const char *member_addrs;  /* "tcp://127.0.0.1:7411,..." */
 	const char *cart_addrs;    /* "tcp://127.0.0.1:7421,..." */
 	const char *order_addrs;   /* "tcp://127.0.0.1:7431,..." */
+	const char *payment_addrs; /* "tcp://127.0.0.1:7441,..." */
 	const char *web_root;      /* canonical (realpath) */
 	int64_t max_body;          /* bytes */
 	int64_t max_upload;        /* bytes */
@@ -53,6 +55,9 @@ typedef struct mall_gw_config {
 	/* MALL_PAYMENT_PG_CLIENT_KEY: the PG's client key, public (the browser's
 	 * payment window needs it; the secret key stays with the payment service) */
 	const char *pg_client_key;
+	/* MALL_GATEWAY_CONFIRM_WAIT: how long a payment confirm waits for the
+	 * order to leave pending_payment (payment_routes.c) */
+	int64_t confirm_wait_ms;
 } mall_gw_config;
 
 typedef struct mall_gw {
@@ -62,6 +67,7 @@ typedef struct mall_gw {
 	mall_rpc_client *member;
 	mall_rpc_client *cart;
 	mall_rpc_client *order;
+	mall_rpc_client *payment;
 	mall_redis *redis; /* one connection, shared (it has a mutex) */
 	atomic_bool ready;
 } mall_gw;
@@ -93,9 +99,15 @@ typedef struct mall_gw_req {
 	bool session_loaded;
 } mall_gw_req;
 
+/* The shortest deadline of a payment confirm (payment_routes.c): the payment
+ * service reads the order, then waits for the PG up to MALL_PAYMENT_PG_TIMEOUT
+ * (10 s by default).  MALL_RPC_TIMEOUT applies when it is longer. */
+#define MALL_GW_CONFIRM_TIMEOUT_MS 15000
+
 /* ---- server.c ---- */
 
-/* mall_gw_start: connects the service clients (catalog, member, cart, order) and starts
+/* mall_gw_start: connects the service clients (catalog, member, cart, order,
+ * payment) and starts
  * civetweb; not ready yet.  On failure nothing is left running. */
 mall_code mall_gw_start(mall_gw **out, const mall_gw_config *cfg, mall_status *st);
 void mall_gw_set_ready(mall_gw *gw, bool ready);
@@ -195,6 +207,9 @@ void mall_gw_handle_order_place(mall_gw_req *r);
 void mall_gw_handle_orders(mall_gw_req *r);
 void mall_gw_handle_order_get(mall_gw_req *r);
 void mall_gw_handle_order_cancel(mall_gw_req *r);
+/* payment_routes.c: the payment window's return and the PG's deposit callback */
+void mall_gw_handle_payment_confirm(mall_gw_req *r);
+void mall_gw_handle_payment_webhook_toss(mall_gw_req *r);
 void mall_gw_handle_static(mall_gw_req *r);
 
 /* ---- cart_routes.c: the guest cart's move into a member's ---- */

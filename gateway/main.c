@@ -39,6 +39,7 @@ main(void)
 	gc.member_addrs = mall_config_str(&cfg, "MALL_MEMBER_ADDRS", "tcp://127.0.0.1:7411");
 	gc.cart_addrs = mall_config_str(&cfg, "MALL_CART_ADDRS", "tcp://127.0.0.1:7421");
 	gc.order_addrs = mall_config_str(&cfg, "MALL_ORDER_ADDRS", "tcp://127.0.0.1:7431");
+	gc.payment_addrs = mall_config_str(&cfg, "MALL_PAYMENT_ADDRS", "tcp://127.0.0.1:7441");
 	/* public by design: the browser's payment window is opened with it */
 	gc.pg_client_key = mall_config_str(&cfg, "MALL_PAYMENT_PG_CLIENT_KEY", "test_ck_sandbox");
 	const char *root =
@@ -49,6 +50,8 @@ main(void)
 	gc.request_timeout_ms =
 	    mall_config_duration_ms(&cfg, "MALL_GATEWAY_REQUEST_TIMEOUT", 10000, 100, 3600 * 1000);
 	gc.rpc_timeout_ms = mall_config_duration_ms(&cfg, "MALL_RPC_TIMEOUT", 3000, 10, 600 * 1000);
+	gc.confirm_wait_ms =
+	    mall_config_duration_ms(&cfg, "MALL_GATEWAY_CONFIRM_WAIT", 2000, 0, 60 * 1000);
 
 	gc.redis_addr = mall_config_str(&cfg, "MALL_REDIS_ADDR", "127.0.0.1:6379");
 	gc.session_ttl_ms = mall_config_duration_ms(&cfg, "MALL_GATEWAY_SESSION_TTL", 30 * 60000,
@@ -93,9 +96,9 @@ main(void)
 	mall_gw_set_ready(gw, true);
 	mall_log_info(NULL,
 	              "listening on %s (web root %s, catalog %s, member %s, cart %s, order %s, "
-	              "%d threads, body limit %lld bytes)",
+	              "payment %s, %d threads, body limit %lld bytes)",
 	              gc.listen, gc.web_root, gc.catalog_addrs, gc.member_addrs, gc.cart_addrs,
-	              gc.order_addrs, gc.threads, (long long)gc.max_body);
+	              gc.order_addrs, gc.payment_addrs, gc.threads, (long long)gc.max_body);
 
 	int sig = 0;
 	while (sigwait(&stop, &sig) != 0)

@@ -87,6 +87,12 @@ static const mall_gw_route routes[] = {
      MALL_GW_ROUTE_API, order_params, NPARAMS(order_params)},
     {"POST", "/api/v1/orders/{number}/cancel", MALL_GW_ROUTE_ORDER_CANCEL, MALL_GW_LIMIT_BODY,
      MALL_GW_ROUTE_API, order_params, NPARAMS(order_params)},
+    {"POST", "/api/v1/payments/confirm", MALL_GW_ROUTE_PAYMENT_CONFIRM, MALL_GW_LIMIT_BODY,
+     MALL_GW_ROUTE_API, NULL, 0},
+    /* the PG's callback: a query string it was configured with must not cost
+     * a deposit (a refused callback is retried, then given up) */
+    {"POST", "/webhooks/payments/toss", MALL_GW_ROUTE_PAYMENT_WEBHOOK_TOSS, MALL_GW_LIMIT_BODY,
+     MALL_GW_ROUTE_API | MALL_GW_ROUTE_ANY_QUERY, NULL, 0},
     {"GET", "/*", MALL_GW_ROUTE_STATIC, MALL_GW_LIMIT_BODY, MALL_GW_ROUTE_ANY_QUERY, NULL, 0},
 };
 

@@ -485,6 +485,8 @@ static const handler_fn handlers[MALL_GW_ROUTE_COUNT] = {
     [MALL_GW_ROUTE_ORDERS] = mall_gw_handle_orders,
     [MALL_GW_ROUTE_ORDER_GET] = mall_gw_handle_order_get,
     [MALL_GW_ROUTE_ORDER_CANCEL] = mall_gw_handle_order_cancel,
+    [MALL_GW_ROUTE_PAYMENT_CONFIRM] = mall_gw_handle_payment_confirm,
+    [MALL_GW_ROUTE_PAYMENT_WEBHOOK_TOSS] = mall_gw_handle_payment_webhook_toss,
     [MALL_GW_ROUTE_STATIC] = mall_gw_handle_static,
 };
 
@@ -732,32 +734,24 @@ mall_gw_start(mall_gw **out, const mall_gw_config *cfg, mall_status *st)
 	mall_rpc_client_opts copts = {.timeout_ms = cfg->rpc_timeout_ms};
 	if (copts.timeout_ms < 1000)
 		copts.try_timeout_ms = copts.timeout_ms;
+	/* the payment service: one try may take a confirm's whole deadline, since
+	 * a confirm repeated on another instance would only wait for the first
+	 * one's row lock while that one waits for the PG */
+	mall_rpc_client_opts popts = copts;
+	popts.try_timeout_ms = cfg->rpc_timeout_ms > MALL_GW_CONFIRM_TIMEOUT_MS
+	                           ? cfg->rpc_timeout_ms
+	                           : MALL_GW_CONFIRM_TIMEOUT_MS;
 	mall_code c = mall_rpc_client_new(&gw->catalog, "catalog", cfg->catalog_addrs, &copts, st);
-	if (c != MALL_OK) {
-		free(gw);
-		return c;
-	}
-	c = mall_rpc_client_new(&gw->member, "member", cfg->member_addrs, &copts, st);
-	if (c != MALL_OK) {
-		mall_rpc_client_free(gw->catalog);
-		free(gw);
-		return c;
-	}
-	c = mall_rpc_client_new(&gw->cart, "cart", cfg->cart_addrs, &copts, st);
-	if (c != MALL_OK) {
-		mall_rpc_client_free(gw->catalog);
-		mall_rpc_client_free(gw->member);
-		free(gw);
-		return c;
-	}
-	c = mall_rpc_client_new(&gw->order, "order", cfg->order_addrs, &copts, st);
-	if (c != MALL_OK) {
-		mall_rpc_client_free(gw->catalog);
-		mall_rpc_client_free(gw->member);
-		mall_rpc_client_free(gw->cart);
-		free(gw);
-		return c;
-	}
+	if (c == MALL_OK)
+		c = mall_rpc_client_new(&gw->member, "member", cfg->member_addrs, &copts, st);
+	if (c == MALL_OK)
+		c = mall_rpc_client_new(&gw->cart, "cart", cfg->cart_addrs, &copts, st);
+	if (c == MALL_OK)
+		c = mall_rpc_client_new(&gw->order, "order", cfg->order_addrs, &copts, st);
+	if (c == MALL_OK)
+		c = mall_rpc_client_new(&gw->payment, "payment", cfg->payment_addrs, &popts, st);
+	if (c != MALL_OK)
+		goto fail;
 
 	char threads[16], timeout[24];
 	snprintf(threads, sizeof(threads), "%d", cfg->threads);
@@ -788,19 +782,24 @@ mall_gw_start(mall_gw **out, const mall_gw_config *cfg, mall_status *st)
 	mg_init_library(0);
 	gw->mg = mg_start(&cbs, gw, options);
 	if (gw->mg == NULL) {
-		mall_rpc_client_free(gw->catalog);
-		mall_rpc_client_free(gw->member);
-		mall_rpc_client_free(gw->cart);
-		mall_rpc_client_free(gw->order);
-		free(gw);
-		return mall_status_set(st, MALL_UNAVAILABLE, "could not listen on %s for HTTP",
-		                       cfg->listen);
+		c = mall_status_set(st, MALL_UNAVAILABLE, "could not listen on %s for HTTP",
+		                    cfg->listen);
+		goto fail;
 	}
 	gw->redis = mall_redis_new(cfg->redis_addr,
 	                           cfg->rpc_timeout_ms < 1000 ? cfg->rpc_timeout_ms : 1000);
 	mg_set_request_handler(gw->mg, "/", handle, gw);
 	*out = gw;
 	return MALL_OK;
+
+fail:
+	mall_rpc_client_free(gw->catalog);
+	mall_rpc_client_free(gw->member);
+	mall_rpc_client_free(gw->cart);
+	mall_rpc_client_free(gw->order);
+	mall_rpc_client_free(gw->payment);
+	free(gw);
+	return c;
 }
 
 void
@@ -819,6 +818,7 @@ mall_gw_stop(mall_gw *gw)
 	mall_rpc_client_free(gw->member);
 	mall_rpc_client_free(gw->cart);
 	mall_rpc_client_free(gw->order);
+	mall_rpc_client_free(gw->payment);
 	mall_redis_free(gw->redis);
 	mg_exit_library();
 	free(gw);

@@ -53,6 +53,7 @@ struct mall_consumer {
 	char *db;
 	char **types; /* NULL-terminated, or NULL: everything */
 	mall_consumer_apply apply;
+	mall_consumer_applied applied;
 	void *arg;
 	int batch;
 	int64_t poll_ms;
@@ -127,7 +128,8 @@ apply_one(mall_consumer *c, mall_db_conn *conn, mall_arena *a, const Mall__Rpc__
 	int64_t n = mall_db_exec_cmd(conn, st, INBOX_SQL, 4, params);
 	if (n < 0)
 		goto fail;
-	if (n == 1) { /* new: a duplicate (0) was applied before */
+	bool ran = n == 1;
+	if (ran) { /* new: a duplicate (0) was applied before */
 		mall_code rc = c->apply(conn, ev, c->arg, st);
 		if (rc != MALL_OK) {
 			if (st->code == MALL_OK)
@@ -143,6 +145,8 @@ apply_one(mall_consumer *c, mall_db_conn *conn, mall_arena *a, const Mall__Rpc__
 	}
 	if (move_cursor(c, conn, a, ev->seq, st) != MALL_OK || mall_db_commit(conn, st) != MALL_OK)
 		goto fail;
+	if (ran && c->applied != NULL)
+		c->applied(ev, c->arg);
 	return MALL_OK;
 fail:
 	mall_db_rollback(conn);
@@ -361,6 +365,7 @@ mall_consumer_start(mall_consumer **out, const mall_consumer_opts *o, mall_statu
 			c->types[i] = mall_xstrdup(o->types[i]);
 	}
 	c->apply = o->apply;
+	c->applied = o->applied;
 	c->arg = o->arg;
 	c->batch = o->batch > 0 ? o->batch : MALL_EVENTS_SINCE_DEFAULT;
 	c->poll_ms = o->poll_ms > 0 ? o->poll_ms : 1000;

@@ -49,6 +49,13 @@ typedef struct mall_consumer mall_consumer;
 typedef mall_code (*mall_consumer_apply)(mall_db_conn *conn, const Mall__Rpc__Event *ev, void *arg,
                                          mall_status *st);
 
+/* An applied hook runs on the consumer's thread after the transaction of an
+ * event whose handler ran has committed: for work that must follow the commit
+ * (calls to other services that should only see a committed change).  It is
+ * not run for a repeat the inbox absorbed, nor after a rollback, and nothing
+ * retries it: a crash between the commit and the hook loses it. */
+typedef void (*mall_consumer_applied)(const Mall__Rpc__Event *ev, void *arg);
+
 typedef struct mall_consumer_opts {
 	const char *source;       /* the producer: "member"; the cursor's key */
 	mall_rpc_client *client;  /* to the producer, for Events.Since; not owned,
@@ -61,10 +68,11 @@ typedef struct mall_consumer_opts {
 	const char *const *types; /* NULL-terminated type prefixes ("member."); NULL:
 	                           * every event */
 	mall_consumer_apply apply;
-	void *arg;              /* given to apply */
-	int batch;              /* events a pull asks for; default 100 (1..1000) */
-	int64_t poll_ms;        /* pull at least this often; default 1000 */
-	int64_t max_backoff_ms; /* longest wait after errors; default 10000 */
+	mall_consumer_applied applied; /* NULL: none */
+	void *arg;                     /* given to apply and applied */
+	int batch;                     /* events a pull asks for; default 100 (1..1000) */
+	int64_t poll_ms;               /* pull at least this often; default 1000 */
+	int64_t max_backoff_ms;        /* longest wait after errors; default 10000 */
 } mall_consumer_opts;
 
 /* mall_consumer_start: checks opts, dials the relays (without blocking: a

@@ -5,7 +5,8 @@
  * line's quantity, "t:<skuId>" the Unix ms it was added, "coupon" the applied
  * coupon's code.  It expires guest_ttl_ms after it was last changed or read.
  * Every change is one Lua script, so it is atomic: the script first looks up
- * the call's idempotency key ("cart:idem:<key>"), and if it is recorded
+ * the call's idempotency key ("cart:idem:<guest id>:<key>": a key is the
+ * cart's own, so two carts never share one), and if it is recorded
  * changes nothing and answers "dup"; then it checks (the quantity cap, the
  * line limit, that the line exists) and, only when the change is made,
  * records the key (kept a day) in the same step.  A refused change records
@@ -193,7 +194,7 @@ run_change(mall_arena *a, const Mall__Cart__CartRef *ref, const char *key, const
 		                       "a change of guest cart %s needs an idempotency key",
 		                       ref->guest_id);
 	const char *keys[2] = {guest_key(a, ref->guest_id),
-	                       mall_arena_printf(a, "cart:idem:%s", key)};
+	                       mall_arena_printf(a, "cart:idem:%s:%s", ref->guest_id, key)};
 	const char *args[8];
 	int nargs = 0;
 	args[nargs++] = fingerprint;

@@ -3,8 +3,9 @@
  * migrations, database pool, RPC server, outbox relay, ops endpoint, drain on
  * SIGTERM) is lib/service.c's; this file names the methods, holds what the
  * handlers share (the peers' clients, a side pool for the number
- * transactions, the payment windows), runs the sweep thread and empties a
- * paid order's cart once the payment is committed.
+ * transactions, the payment windows), runs the sweep thread, starts the
+ * payment saga's consumer (order_saga.c) and empties a paid order's cart once
+ * the payment is committed.
  *
  *   mall-order            serve
  *   mall-order migrate    apply pending migrations and exit
@@ -19,6 +20,7 @@
 #include "idem.h"
 #include "log.h"
 #include "order.h"
+#include "outbox.h"
 #include "service.h"
 
 extern const mall_migration_set mall_migrations_order;
@@ -38,6 +40,7 @@ static const mall_rpc_method methods[] = {
 
 /* settings, read before start */
 static const char *catalog_addrs, *cart_addrs, *member_addrs;
+static const char *payment_addrs, *payment_events_addrs;
 
 /* what the handlers share: set by start, read-only while serving */
 static order_env env;
@@ -54,6 +57,9 @@ read_settings(mall_config *cfg)
 	catalog_addrs = mall_config_str(cfg, "MALL_CATALOG_ADDRS", "tcp://127.0.0.1:7401");
 	member_addrs = mall_config_str(cfg, "MALL_MEMBER_ADDRS", "tcp://127.0.0.1:7411");
 	cart_addrs = mall_config_str(cfg, "MALL_CART_ADDRS", "tcp://127.0.0.1:7421");
+	payment_addrs = mall_config_str(cfg, "MALL_PAYMENT_ADDRS", "tcp://127.0.0.1:7441");
+	/* "": derived from MALL_PAYMENT_ADDRS at start */
+	payment_events_addrs = mall_config_str(cfg, "MALL_PAYMENT_EVENTS_ADDRS", "");
 	env.rpc_timeout_ms = mall_config_duration_ms(cfg, "MALL_RPC_TIMEOUT", 3000, 10, 600 * 1000);
 	/* the catalog takes expiries up to 30 days ahead */
 	env.card_window_ms = mall_config_duration_ms(cfg, "MALL_ORDER_CARD_WINDOW", 30 * MINUTE_MS,
@@ -140,6 +146,25 @@ stop_sweeper(void)
 
 static void stop(void);
 
+/* start_saga: the consumer of the payment service's events (order_saga.c). */
+static mall_code
+start_saga(const char *db, mall_status *st)
+{
+	static char derived[1024];
+	const char *events = payment_events_addrs;
+	if (*events == '\0') {
+		if (mall_events_addrs_from_rpc(payment_addrs, derived, sizeof(derived)) == 0)
+			events = derived;
+		else
+			mall_log_warn(NULL,
+			              "could not derive the payment relays' addresses from %s: "
+			              "pulling payment events every second (set "
+			              "MALL_PAYMENT_EVENTS_ADDRS)",
+			              payment_addrs);
+	}
+	return order_saga_start(db, env.payment, events, st);
+}
+
 static mall_code
 start(const char *db, mall_status *st)
 {
@@ -149,15 +174,16 @@ start(const char *db, mall_status *st)
 	if (mall_rpc_client_new(&env.catalog, "catalog", catalog_addrs, &copts, st) != MALL_OK ||
 	    mall_rpc_client_new(&env.cart, "cart", cart_addrs, &copts, st) != MALL_OK ||
 	    mall_rpc_client_new(&env.member, "member", member_addrs, &copts, st) != MALL_OK ||
+	    mall_rpc_client_new(&env.payment, "payment", payment_addrs, &copts, st) != MALL_OK ||
 	    mall_db_open(&env.side, db, SIDE_CONNS, st) != MALL_OK ||
-	    start_sweeper(db, st) != MALL_OK) {
+	    start_sweeper(db, st) != MALL_OK || start_saga(db, st) != MALL_OK) {
 		stop();
 		return st->code;
 	}
 	mall_log_info(NULL,
-	              "catalog at %s, cart at %s, member at %s; payment windows %llds (card), "
-	              "%llds (deposit); sweep every %lldms",
-	              catalog_addrs, cart_addrs, member_addrs,
+	              "catalog at %s, cart at %s, member at %s, payment at %s; payment windows "
+	              "%llds (card), %llds (deposit); sweep every %lldms",
+	              catalog_addrs, cart_addrs, member_addrs, payment_addrs,
 	              (long long)(env.card_window_ms / 1000),
 	              (long long)(env.deposit_window_ms / 1000), (long long)env.sweep_interval_ms);
 	return MALL_OK;
@@ -166,47 +192,37 @@ start(const char *db, mall_status *st)
 static void
 stop(void)
 {
+	order_saga_stop(); /* first: its events call the catalog and the cart */
 	stop_sweeper();
 	mall_db_close(env.side);
 	env.side = NULL;
 	mall_rpc_client_free(env.catalog);
 	mall_rpc_client_free(env.cart);
 	mall_rpc_client_free(env.member);
-	env.catalog = env.cart = env.member = NULL;
+	mall_rpc_client_free(env.payment);
+	env.catalog = env.cart = env.member = env.payment = NULL;
 }
 
-/* clear_cart: the cart an order was placed from, emptied after the order was
- * paid (committed).  The key makes a repeat (a retried ChangeStatus answered
- * from its record) a no-op at the cart, so a cart filled again since stays. */
+/* clear_cart: the cart a paid order came from, emptied after the change to
+ * paid committed (order_clear_cart; a guest order's cart by its guest id). */
 static void
 clear_cart(mall_rpc_ctx *ctx, const Mall__Order__Order *o)
 {
 	mall_arena *a = mall_rpc_ctx_arena(ctx);
 	const char *trace = mall_rpc_ctx_trace_id(ctx);
-	mall_status st;
-	mall_status_clear(&st);
-	Mall__Cart__CartRef ref = MALL__CART__CART_REF__INIT;
-	ref.member_id = o->member_id;
+	const char *guest_id = "";
 	if (o->member_id == 0) {
+		mall_status st;
+		mall_status_clear(&st);
 		const char *params[1] = {o->number};
 		PGresult *res =
 		    mall_db_exec(mall_rpc_ctx_worker(ctx), &st,
 		                 "SELECT guest_id FROM orders WHERE number = $1", 1, params);
-		if (res == NULL || PQntuples(res) == 0 || !*PQgetvalue(res, 0, 0)) {
-			PQclear(res);
-			return;
-		}
-		ref.guest_id = mall_arena_strdup(a, PQgetvalue(res, 0, 0));
+		if (res != NULL && PQntuples(res) == 1)
+			guest_id = mall_arena_strdup(a, PQgetvalue(res, 0, 0));
 		PQclear(res);
 	}
-	Mall__Cart__ClearCartRequest req = MALL__CART__CLEAR_CART_REQUEST__INIT;
-	req.cart = &ref;
-	ProtobufCMessage *reply;
-	if (order_call(env.cart, &mall__cart__cart_service__descriptor, "ClearCart", &req.base,
-	               &reply, a, trace, mall_arena_printf(a, "clear-%s", o->number),
-	               mall_arena_printf(a, "empty the cart of paid order %s", o->number),
-	               &st) != MALL_OK)
-		mall_log_warn(trace, "%s", st.message);
+	order_clear_cart(a, trace, o->number, o->member_id, guest_id);
 }
 
 /* The mutation hook: lib/idem.c's, then, once a change to paid committed,

@@ -12,8 +12,11 @@
  *                   recording a change of state with its history and events
  *   order_place.c   PlaceOrder: quote, address, number, reservation, coupon,
  *                   rows
- *   order_status.c  CancelOrder, ChangeStatus (the transition table) and the
- *                   sweep (expired orders, abandoned placement attempts)
+ *   order_status.c  CancelOrder, ChangeStatus (the transition table, the side
+ *                   effects of each change) and the sweep (expired orders,
+ *                   abandoned placement attempts)
+ *   order_saga.c    the payment saga: payment.* events move orders (paid,
+ *                   awaiting deposit, cancelled)
  *
  * Every handler runs on an RPC worker thread whose state is the worker's own
  * mall_db_conn; the MALL_RPC_MUTATING ones run inside the transaction that
@@ -54,6 +57,7 @@ typedef struct order_env {
 	mall_rpc_client *catalog;  /* MALL_CATALOG_ADDRS */
 	mall_rpc_client *cart;     /* MALL_CART_ADDRS */
 	mall_rpc_client *member;   /* MALL_MEMBER_ADDRS */
+	mall_rpc_client *payment;  /* MALL_PAYMENT_ADDRS: Events.Since of the saga */
 	mall_db *side;             /* short transactions outside the RPC's (numbers) */
 	int64_t rpc_timeout_ms;    /* MALL_RPC_TIMEOUT */
 	int64_t card_window_ms;    /* MALL_ORDER_CARD_WINDOW: card, easy pay */
@@ -127,6 +131,13 @@ mall_code order_record_change(mall_db_conn *db, mall_arena *a, const order_row *
                               Mall__Order__OrderStatus to, const char *actor, const char *reason,
                               mall_status *st);
 
+/* order_note: a history entry on the locked row that changes nothing (from
+ * and to both its status): something the back office must see although the
+ * order stays as it is (a payment approved after it was cancelled).  No
+ * event. */
+mall_code order_note(mall_db_conn *db, const order_row *row, const char *actor, const char *reason,
+                     mall_status *st);
+
 mall_code order_get(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **reply,
                     mall_status *st);
 mall_code order_list(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **reply,
@@ -145,6 +156,17 @@ mall_code order_change_status(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
                               ProtobufCMessage **reply, mall_status *st);
 /* order_transition_ok: whether the table allows from -> to. */
 bool order_transition_ok(Mall__Order__OrderStatus from, Mall__Order__OrderStatus to);
+/* order_change: the locked order row moves to `to` (the caller checked the
+ * transition) in the open transaction: the peers' side first (to paid:
+ * CommitReservation "commit-<number>"; an open order cancelled: its
+ * reservation and coupon use released; a paid one cancelled: restocked),
+ * then order_record_change.  A peer's failure is returned (st as
+ * order_peer_failed leaves it) and nothing is recorded.  The cart of an order
+ * that became paid is the caller's to empty, after the commit
+ * (order_clear_cart). */
+mall_code order_change(mall_db_conn *db, mall_arena *a, const char *trace, const order_row *row,
+                       Mall__Order__OrderStatus to, const char *actor, const char *reason,
+                       mall_status *st);
 
 /* ---- order_peer.c: calls to the catalog, the cart and the member service ---- */
 
@@ -169,9 +191,29 @@ mall_code order_release_stock(mall_arena *a, const char *trace, const char *numb
                               mall_status *st);
 mall_code order_release_coupon(mall_arena *a, const char *trace, const char *number,
                                mall_status *st);
+/* order_clear_cart: empties the cart order number was placed from (the
+ * member's, or guest_id's for a guest order) once the order is paid and
+ * committed, with key "clear-<number>": a repeat is a no-op at the cart, so a
+ * cart filled again since stays.  Best effort: a failure is logged (a full
+ * cart, never an unpaid order). */
+void order_clear_cart(mall_arena *a, const char *trace, const char *number, int64_t member_id,
+                      const char *guest_id);
 /* order_peer_failed: st describes the failed call cst of what ("reserve stock
  * for order X"): cst's code, reason and details, its message prefixed. */
 mall_code order_peer_failed(mall_status *st, const mall_status *cst, const char *what);
+
+/* ---- order_saga.c: the payment saga ---- */
+
+/* order_saga_start: consumes the payment service's payment.* events into
+ * the order database db (conninfo), reading them from payment (an RPC client
+ * that must outlive the consumer) and waking up on events_addrs (the
+ * payment relays; NULL or "": pull only).  Each event moves its order in
+ * the consumer's transaction (docs/architecture.md, "The payment saga"). */
+mall_code order_saga_start(const char *db, mall_rpc_client *payment, const char *events_addrs,
+                           mall_status *st);
+/* order_saga_stop: stops the consumer (an event being applied finishes or
+ * rolls back).  Safe when it was not started. */
+void order_saga_stop(void);
 
 /* order_sweep_once: one pass of the sweep on db (its own connection): cancels
  * the open orders past their payment window and cleans up abandoned

@@ -86,6 +86,28 @@ order_release_coupon(mall_arena *a, const char *trace, const char *number, mall_
 }
 
 void
+order_clear_cart(mall_arena *a, const char *trace, const char *number, int64_t member_id,
+                 const char *guest_id)
+{
+	if (member_id == 0 && (guest_id == NULL || *guest_id == '\0'))
+		return;
+	Mall__Cart__CartRef ref = MALL__CART__CART_REF__INIT;
+	ref.member_id = member_id;
+	if (member_id == 0)
+		ref.guest_id = (char *)guest_id;
+	Mall__Cart__ClearCartRequest req = MALL__CART__CLEAR_CART_REQUEST__INIT;
+	req.cart = &ref;
+	ProtobufCMessage *reply;
+	mall_status st;
+	mall_status_clear(&st);
+	if (order_call(order_env_get()->cart, &mall__cart__cart_service__descriptor, "ClearCart",
+	               &req.base, &reply, a, trace, mall_arena_printf(a, "clear-%s", number),
+	               mall_arena_printf(a, "empty the cart of paid order %s", number),
+	               &st) != MALL_OK)
+		mall_log_warn(trace, "%s", st.message);
+}
+
+void
 order_attempt_forget(const char *trace, const char *number)
 {
 	mall_db_conn *c = mall_db_acquire(order_env_get()->side);

@@ -1,7 +1,8 @@
 /*
  * order_status.c: an order's life after placing.  CancelOrder (the shopper
- * or the back office), ChangeStatus (the back office, logistics, payment)
- * and the sweep that cancels orders left unpaid past their window and gives
+ * or the back office), ChangeStatus (the back office, logistics), the
+ * side effects of each change (order_change, which the payment saga in
+ * order_saga.c shares) and the sweep that cancels orders left unpaid past their window and gives
  * back what abandoned placements took.
  *
  * Every change locks the order row (FOR UPDATE), checks the transition
@@ -93,6 +94,22 @@ reservation_call(mall_arena *a, const char *trace, const char *method, const cha
 	                  mall_arena_printf(a, "%s the stock of order %s", verb, number), st);
 }
 
+mall_code
+order_change(mall_db_conn *db, mall_arena *a, const char *trace, const order_row *row,
+             Mall__Order__OrderStatus to, const char *actor, const char *reason, mall_status *st)
+{
+	if (to == S(CANCELLED) && is_open(row->status))
+		return cancel_open(db, a, trace, row, actor, reason, st);
+	mall_code rc = MALL_OK;
+	if (to == S(PAID))
+		rc = reservation_call(a, trace, "CommitReservation", "commit", row->number, st);
+	else if (to == S(CANCELLED)) /* paid or preparing: the stock goes back */
+		rc = reservation_call(a, trace, "RestockReservation", "restock", row->number, st);
+	if (rc != MALL_OK)
+		return rc;
+	return order_record_change(db, a, row, to, actor, reason, st);
+}
+
 static const char *
 caller_actor(mall_rpc_ctx *ctx, mall_arena *a, int64_t member_id, bool admin)
 {
@@ -164,22 +181,8 @@ order_change_status(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMes
 		return st->code;
 	if (!order_transition_ok(row.status, r->to))
 		return illegal(st, &row, r->to);
-	mall_code rc;
-	if (r->to == S(CANCELLED) && is_open(row.status))
-		rc = cancel_open(db, a, trace, &row, r->actor, r->reason, st);
-	else {
-		rc = MALL_OK;
-		if (r->to == S(PAID))
-			rc = reservation_call(a, trace, "CommitReservation", "commit", row.number,
-			                      st);
-		else if (r->to == S(CANCELLED)) /* paid or preparing: the stock goes back */
-			rc = reservation_call(a, trace, "RestockReservation", "restock", row.number,
-			                      st);
-		if (rc == MALL_OK)
-			rc = order_record_change(db, a, &row, r->to, r->actor, r->reason, st);
-	}
-	if (rc != MALL_OK)
-		return rc;
+	if (order_change(db, a, trace, &row, r->to, r->actor, r->reason, st) != MALL_OK)
+		return st->code;
 	Mall__Order__Order *o;
 	if (order_load(db, a, row.id, &o, st) != MALL_OK)
 		return st->code;

@@ -261,6 +261,21 @@ order_record_change(mall_db_conn *db, mall_arena *a, const order_row *row,
 	return MALL_OK;
 }
 
+mall_code
+order_note(mall_db_conn *db, const order_row *row, const char *actor, const char *reason,
+           mall_status *st)
+{
+	char idbuf[24];
+	snprintf(idbuf, sizeof(idbuf), "%lld", (long long)row->id);
+	const char *status = order_status_text(row->status);
+	const char *hist[5] = {idbuf, status, status, actor, reason ? reason : ""};
+	PGresult *res = mall_db_exec(db, st, HISTORY_INSERT_SQL, 5, hist);
+	if (res == NULL)
+		return st->code;
+	PQclear(res);
+	return MALL_OK;
+}
+
 /* ---- GetOrder, ListOrders ---- */
 
 mall_code

@@ -156,6 +156,48 @@ test_order_routes(void **state)
 }
 
 static void
+test_payment_routes(void **state)
+{
+	(void)state;
+	expect_route("POST", "/api/v1/payments/confirm", MALL_GW_ROUTE_PAYMENT_CONFIRM);
+	expect_route("POST", "/webhooks/payments/toss", MALL_GW_ROUTE_PAYMENT_WEBHOOK_TOSS);
+	mall_gw_match m = match("POST", "/api/v1/payments/confirm");
+	assert_true(m.api);
+	assert_int_equal(m.route->limit, MALL_GW_LIMIT_BODY);
+	assert_int_equal(m.route->nparams, 0);
+	assert_false(m.route->flags & MALL_GW_ROUTE_ANY_QUERY);
+	/* the PG's callback: JSON answers, the normal body limit, and a query
+	 * string it may have been configured with is not refused */
+	m = match("POST", "/webhooks/payments/toss");
+	assert_true(m.api);
+	assert_true(m.route->flags & MALL_GW_ROUTE_API);
+	assert_true(m.route->flags & MALL_GW_ROUTE_ANY_QUERY);
+	assert_int_equal(m.route->limit, MALL_GW_LIMIT_BODY);
+	/* POST only */
+	m = match("GET", "/api/v1/payments/confirm");
+	assert_int_equal(m.result, MALL_GW_MATCH_METHOD);
+	assert_string_equal(m.allow, "POST");
+	m = match("GET", "/webhooks/payments/toss");
+	assert_int_equal(m.result, MALL_GW_MATCH_METHOD);
+	assert_string_equal(m.allow, "POST");
+	assert_non_null(m.route);
+	/* no other payment or webhook paths: JSON 404s, never static files */
+	m = match("POST", "/api/v1/payments");
+	assert_int_equal(m.result, MALL_GW_MATCH_NOT_FOUND);
+	assert_true(m.api);
+	m = match("POST", "/api/v1/payments/confirm/");
+	assert_int_equal(m.result, MALL_GW_MATCH_NOT_FOUND);
+	m = match("GET", "/api/v1/orders/20261126-000123/payment");
+	assert_int_equal(m.result, MALL_GW_MATCH_NOT_FOUND);
+	m = match("POST", "/webhooks/payments/other");
+	assert_int_equal(m.result, MALL_GW_MATCH_NOT_FOUND);
+	assert_true(m.api);
+	m = match("GET", "/webhooks/payments");
+	assert_int_equal(m.result, MALL_GW_MATCH_NOT_FOUND);
+	assert_true(m.api);
+}
+
+static void
 test_wrong_method(void **state)
 {
 	(void)state;
@@ -242,10 +284,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_exact_routes), cmocka_unit_test(test_param_route),
-	    cmocka_unit_test(test_cart_routes),  cmocka_unit_test(test_order_routes),
-	    cmocka_unit_test(test_wrong_method), cmocka_unit_test(test_static),
-	    cmocka_unit_test(test_api_space),    cmocka_unit_test(test_table),
+	    cmocka_unit_test(test_exact_routes),   cmocka_unit_test(test_param_route),
+	    cmocka_unit_test(test_cart_routes),    cmocka_unit_test(test_order_routes),
+	    cmocka_unit_test(test_payment_routes), cmocka_unit_test(test_wrong_method),
+	    cmocka_unit_test(test_static),         cmocka_unit_test(test_api_space),
+	    cmocka_unit_test(test_table),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
