@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "check.h"
 #include "db.h"
 #include "rpc.h"
 #include "status.h"
@@ -62,26 +63,12 @@ mall_code member_update_address(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
 mall_code member_delete_address(mall_rpc_ctx *ctx, const ProtobufCMessage *req,
                                 ProtobufCMessage **reply, mall_status *st);
 
-/* ---- member_check.c: each adds a field error to st when v is bad ---- */
+/* ---- member_check.c (text, email, phone, postal code, ids: lib/check.h) ---- */
 
 #define MEMBER_PASSWORD_MIN 8
 #define MEMBER_PASSWORD_MAX 128
-#define MEMBER_EMAIL_MAX 254
 
-/* member_check_email: a plain address (ASCII local part and domain with a dot,
- * at most 254 characters); returns it lower-cased in a, or NULL if bad. */
-char *member_check_email(mall_status *st, mall_arena *a, const char *field, const char *v);
 /* member_check_password: MEMBER_PASSWORD_MIN..MAX characters of UTF-8. */
 void member_check_password(mall_status *st, const char *field, const char *v);
-/* member_check_text: valid UTF-8 of min..max characters (required when min >
- * 0, then not only blanks), without control characters. */
-void member_check_text(mall_status *st, const char *field, const char *v, size_t min, size_t max);
-/* member_check_phone: a Korean mobile number 01X-NNN(N)-NNNN, hyphens
- * optional; returns it normalized with hyphens in a, or NULL if bad. */
-char *member_check_phone(mall_status *st, mall_arena *a, const char *field, const char *v);
-/* member_check_postal_code: exactly 5 digits. */
-void member_check_postal_code(mall_status *st, const char *field, const char *v);
-/* member_check_id: a positive id. */
-void member_check_id(mall_status *st, const char *field, int64_t id);
 
 #endif

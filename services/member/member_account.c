@@ -176,10 +176,10 @@ member_sign_up(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufCMessage
 	const Mall__Member__SignUpRequest *req = (const void *)req_;
 	mall_arena *a = mall_rpc_ctx_arena(ctx);
 	mall_db_conn *conn = mall_rpc_ctx_worker(ctx);
-	char *email = member_check_email(st, a, "email", req->email);
+	char *email = mall_check_email(st, a, "email", req->email);
 	member_check_password(st, "password", req->password);
-	member_check_text(st, "name", req->name, 1, 50);
-	char *phone = member_check_phone(st, a, "phone", req->phone);
+	mall_check_text(st, "name", req->name, 1, 50);
+	char *phone = mall_check_phone(st, a, "phone", req->phone);
 	if (req->marketing_consent == NULL)
 		mall_status_field(st, "marketingConsent",
 		                  "is required: {\"email\": true|false, \"sms\": true|false}");
@@ -250,7 +250,7 @@ member_verify_login(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufCMe
 	 * answered like an unknown email, after as long */
 	mall_status ignore;
 	mall_status_clear(&ignore);
-	char *email = member_check_email(&ignore, a, "email", req->email);
+	char *email = mall_check_email(&ignore, a, "email", req->email);
 	size_t pwlen = strlen(req->password);
 	bool plausible = email != NULL && pwlen <= 4 * MEMBER_PASSWORD_MAX;
 	char *stored = NULL;
@@ -302,7 +302,7 @@ member_get(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufCMessage **r
            mall_status *st)
 {
 	const Mall__Member__GetMemberRequest *req = (const void *)req_;
-	member_check_id(st, "id", req->id);
+	mall_check_id(st, "id", req->id);
 	if (st->code != MALL_OK)
 		return st->code;
 	Mall__Member__Account *m;
@@ -325,13 +325,13 @@ member_update(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufCMessage 
 	mall_arena *a = mall_rpc_ctx_arena(ctx);
 	mall_db_conn *conn = mall_rpc_ctx_worker(ctx);
 	bool set[U_COUNT] = {false};
-	member_check_id(st, "id", req->id);
+	mall_check_id(st, "id", req->id);
 	mall_update_mask_parse(req->update_mask, req->n_update_mask, updatable, U_COUNT, set, st);
 	if (set[U_CONSENT])
 		set[U_CONSENT_EMAIL] = set[U_CONSENT_SMS] = true;
 	if (set[U_NAME])
-		member_check_text(st, "name", req->name, 1, 50);
-	char *phone = set[U_PHONE] ? member_check_phone(st, a, "phone", req->phone) : NULL;
+		mall_check_text(st, "name", req->name, 1, 50);
+	char *phone = set[U_PHONE] ? mall_check_phone(st, a, "phone", req->phone) : NULL;
 	if ((set[U_CONSENT_EMAIL] || set[U_CONSENT_SMS]) && req->marketing_consent == NULL)
 		mall_status_field(st, "marketingConsent", "is required by the update mask");
 	if (st->code != MALL_OK)

@@ -84,7 +84,7 @@ member_list_addresses(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufC
 	const Mall__Member__ListAddressesRequest *req = (const void *)req_;
 	mall_arena *a = mall_rpc_ctx_arena(ctx);
 	mall_db_conn *conn = mall_rpc_ctx_worker(ctx);
-	member_check_id(st, "memberId", req->member_id);
+	mall_check_id(st, "memberId", req->member_id);
 	if (st->code != MALL_OK || member_exists(conn, a, req->member_id, st) != MALL_OK)
 		return st->code;
 	const char *params[] = {id_text(a, req->member_id)};
@@ -113,12 +113,12 @@ member_add_address(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufCMes
 	const Mall__Member__AddAddressRequest *req = (const void *)req_;
 	mall_arena *a = mall_rpc_ctx_arena(ctx);
 	mall_db_conn *conn = mall_rpc_ctx_worker(ctx);
-	member_check_id(st, "memberId", req->member_id);
-	member_check_text(st, "recipient", req->recipient, 1, 50);
-	char *phone = member_check_phone(st, a, "phone", req->phone);
-	member_check_postal_code(st, "postalCode", req->postal_code);
-	member_check_text(st, "address1", req->address1, 1, 200);
-	member_check_text(st, "address2", req->address2, 0, 200);
+	mall_check_id(st, "memberId", req->member_id);
+	mall_check_text(st, "recipient", req->recipient, 1, 50);
+	char *phone = mall_check_phone(st, a, "phone", req->phone);
+	mall_check_postal_code(st, "postalCode", req->postal_code);
+	mall_check_text(st, "address1", req->address1, 1, 200);
+	mall_check_text(st, "address2", req->address2, 0, 200);
 	if (st->code != MALL_OK || member_lock(conn, a, req->member_id, st) != MALL_OK)
 		return st->code;
 
@@ -162,18 +162,18 @@ member_update_address(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufC
 	mall_arena *a = mall_rpc_ctx_arena(ctx);
 	mall_db_conn *conn = mall_rpc_ctx_worker(ctx);
 	bool set[U_COUNT] = {false};
-	member_check_id(st, "memberId", req->member_id);
-	member_check_id(st, "id", req->id);
+	mall_check_id(st, "memberId", req->member_id);
+	mall_check_id(st, "id", req->id);
 	mall_update_mask_parse(req->update_mask, req->n_update_mask, updatable, U_COUNT, set, st);
 	if (set[U_RECIPIENT])
-		member_check_text(st, "recipient", req->recipient, 1, 50);
-	char *phone = set[U_PHONE] ? member_check_phone(st, a, "phone", req->phone) : NULL;
+		mall_check_text(st, "recipient", req->recipient, 1, 50);
+	char *phone = set[U_PHONE] ? mall_check_phone(st, a, "phone", req->phone) : NULL;
 	if (set[U_POSTAL])
-		member_check_postal_code(st, "postalCode", req->postal_code);
+		mall_check_postal_code(st, "postalCode", req->postal_code);
 	if (set[U_ADDRESS1])
-		member_check_text(st, "address1", req->address1, 1, 200);
+		mall_check_text(st, "address1", req->address1, 1, 200);
 	if (set[U_ADDRESS2])
-		member_check_text(st, "address2", req->address2, 0, 200);
+		mall_check_text(st, "address2", req->address2, 0, 200);
 	if (st->code != MALL_OK || member_lock(conn, a, req->member_id, st) != MALL_OK)
 		return st->code;
 
@@ -215,8 +215,8 @@ member_delete_address(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufC
 	const Mall__Member__DeleteAddressRequest *req = (const void *)req_;
 	mall_arena *a = mall_rpc_ctx_arena(ctx);
 	mall_db_conn *conn = mall_rpc_ctx_worker(ctx);
-	member_check_id(st, "memberId", req->member_id);
-	member_check_id(st, "id", req->id);
+	mall_check_id(st, "memberId", req->member_id);
+	mall_check_id(st, "id", req->id);
 	if (st->code != MALL_OK || member_lock(conn, a, req->member_id, st) != MALL_OK)
 		return st->code;
 	const char *params[] = {id_text(a, req->member_id), id_text(a, req->id)};

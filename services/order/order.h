@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "alloc.h"
+#include "check.h"
 #include "db.h"
 #include "rpc.h"
 #include "status.h"
@@ -71,15 +72,8 @@ typedef struct order_env {
 /* order_env_get: the process's environment (set up by main.c's start). */
 const order_env *order_env_get(void);
 
-/* ---- order_check.c ---- */
+/* ---- order_check.c (text, phone, email, postal code: lib/check.h) ---- */
 
-void order_check_text(mall_status *st, const char *field, const char *v, size_t min, size_t max);
-/* order_check_phone: the normalized Korean mobile number (010-1234-5678) in
- * a, or NULL after a field error. */
-char *order_check_phone(mall_status *st, mall_arena *a, const char *field, const char *v);
-/* order_check_email: the email lower-cased in a, or NULL after a field error. */
-char *order_check_email(mall_status *st, mall_arena *a, const char *field, const char *v);
-void order_check_postal_code(mall_status *st, const char *field, const char *v);
 /* order_check_number: whether v looks like an order number. */
 bool order_number_ok(const char *v);
 

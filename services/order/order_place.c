@@ -124,21 +124,21 @@ check_request(mall_status *st, mall_arena *a, const Mall__Order__PlaceOrderReque
 		mall_status_field(st, "shippingAddress", "is required (or addressId)");
 	} else if (r->shipping_address != NULL) {
 		const Mall__Order__ShippingAddress *s = r->shipping_address;
-		order_check_text(st, "shippingAddress.recipient", s->recipient, 1, 50);
-		char *phone = order_check_phone(st, a, "shippingAddress.phone", s->phone);
-		order_check_postal_code(st, "shippingAddress.postalCode", s->postal_code);
-		order_check_text(st, "shippingAddress.address1", s->address1, 1, 200);
-		order_check_text(st, "shippingAddress.address2", s->address2, 0, 200);
+		mall_check_text(st, "shippingAddress.recipient", s->recipient, 1, 50);
+		char *phone = mall_check_phone(st, a, "shippingAddress.phone", s->phone);
+		mall_check_postal_code(st, "shippingAddress.postalCode", s->postal_code);
+		mall_check_text(st, "shippingAddress.address1", s->address1, 1, 200);
+		mall_check_text(st, "shippingAddress.address2", s->address2, 0, 200);
 		p->addr.recipient = s->recipient;
 		p->addr.phone = phone ? phone : "";
 		p->addr.postal_code = s->postal_code;
 		p->addr.address1 = s->address1;
 		p->addr.address2 = s->address2;
 	}
-	order_check_text(st, "ordererName", r->orderer_name, 1, 50);
-	p->orderer_phone = order_check_phone(st, a, "ordererPhone", r->orderer_phone);
-	p->orderer_email = order_check_email(st, a, "ordererEmail", r->orderer_email);
-	order_check_text(st, "deliveryNote", r->delivery_note, 0, 200);
+	mall_check_text(st, "ordererName", r->orderer_name, 1, 50);
+	p->orderer_phone = mall_check_phone(st, a, "ordererPhone", r->orderer_phone);
+	p->orderer_email = mall_check_email(st, a, "ordererEmail", r->orderer_email);
+	mall_check_text(st, "deliveryNote", r->delivery_note, 0, 200);
 }
 
 /* address_from_book: the member's address id into p->addr. */

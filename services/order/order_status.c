@@ -133,7 +133,7 @@ order_cancel(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **
 	const char *phone;
 	order_check_access_request(st, a, r->number, r->member_id, r->orderer_phone, r->admin,
 	                           &phone);
-	order_check_text(st, "reason", r->reason, 0, 200);
+	mall_check_text(st, "reason", r->reason, 0, 200);
 	if (st->nfields > 0)
 		return st->code;
 	order_row row;
@@ -172,8 +172,8 @@ order_change_status(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMes
 		mall_status_field(st, "number", "must be an order number such as 20261126-000123");
 	if (order_status_text(r->to) == NULL)
 		mall_status_field(st, "to", "is required");
-	order_check_text(st, "actor", r->actor, 1, 64);
-	order_check_text(st, "reason", r->reason, 0, 200);
+	mall_check_text(st, "actor", r->actor, 1, 64);
+	mall_check_text(st, "reason", r->reason, 0, 200);
 	if (st->nfields > 0)
 		return st->code;
 	order_row row;

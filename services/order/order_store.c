@@ -215,7 +215,7 @@ order_check_access_request(mall_status *st, mall_arena *a, const char *number, i
 	if (member_id < 0)
 		mall_status_field(st, "memberId", "must be a positive id");
 	if (!admin && member_id == 0) {
-		const char *p = order_check_phone(st, a, "ordererPhone", phone);
+		const char *p = mall_check_phone(st, a, "ordererPhone", phone);
 		if (p != NULL)
 			*phone_out = p;
 	}
