@@ -1125,6 +1125,40 @@ def start_sandbox_pg(env=None, webhook_url="", name="sandbox-pg", wait=True, tim
     return pg
 
 
+def rpc_call(addr, service, method, req, key=None, mutating=False, timeout_ms=20000,
+             try_timeout_ms=None, env=None):
+    """One RPC through the rpc_call helper program: (ok, reply-or-error JSON)
+    of service/method at addr (an nng URL or a Service).  key sends that
+    idempotency key, mutating a new one.  A new rpc_call process that could
+    not connect in time (many starting at once on a busy machine) sent
+    nothing, so that one error is tried again, up to 5 times."""
+    addr = getattr(addr, "addr", addr)
+    argv = [binary("tests/integration/rpc_call"), "--addrs", addr, "--service", service,
+            "--method", method, "--timeout-ms", str(timeout_ms),
+            "--try-timeout-ms", str(try_timeout_ms or timeout_ms)]
+    if key:
+        argv += ["--key", key]
+    elif mutating:
+        argv.append("--mutating")
+    e = None
+    if env:
+        e = dict(os.environ)
+        e.update(env)
+    for attempt in range(5):
+        p = subprocess.run(argv + [json.dumps(req)], capture_output=True, text=True,
+                           timeout=120, stdin=subprocess.DEVNULL, env=e)
+        if p.returncode not in (0, 1):
+            raise HarnessError("rpc_call %s: %d %s %s" % (method, p.returncode, p.stdout,
+                                                          p.stderr))
+        r = json.loads(p.stdout)
+        err = r.get("error") if p.returncode == 1 else None
+        if not (err and err.get("code") == "unavailable" and
+                err.get("message", "").endswith("no connection")):
+            break
+        time.sleep(0.2 * (attempt + 1))
+    return p.returncode == 0, r
+
+
 def mallctl(*args, catalog=None, env=None, check=True, timeout=60):
     """Runs MALL_BUILD_DIR/tools/mallctl/mallctl ARGS (MALL_CATALOG_ADDRS from
     catalog); returns the CompletedProcess (text).  check: fail unless it

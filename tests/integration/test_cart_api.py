@@ -18,8 +18,6 @@ service: a test that makes a gift rule switches it off before it ends, one
 that changes the shipping policy puts it back."""
 
 import hashlib
-import json
-import subprocess
 import threading
 import time
 
@@ -48,18 +46,8 @@ def env():
 
 
 def rpc(svc, service, method, req, mutating=False, key=None):
-    """(ok, reply-or-error JSON) of one RPC via rpc_call."""
-    argv = [harness.binary("tests/integration/rpc_call"), "--addrs", svc.addr,
-            "--service", service, "--method", method]
-    if key:
-        argv += ["--key", key]
-    elif mutating:
-        argv.append("--mutating")
-    p = subprocess.run(argv + [json.dumps(req)], capture_output=True, text=True, timeout=60,
-                       stdin=subprocess.DEVNULL)
-    assert p.returncode in (0, 1), "rpc_call %s: %d %s %s" % (method, p.returncode, p.stdout,
-                                                              p.stderr)
-    return p.returncode == 0, json.loads(p.stdout)
+    """(ok, reply-or-error JSON) of one RPC (harness.rpc_call)."""
+    return harness.rpc_call(svc, service, method, req, key=key, mutating=mutating)
 
 
 def cart_rpc(method, req, mutating=True):

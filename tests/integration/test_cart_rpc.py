@@ -7,9 +7,7 @@ refused requests write nothing; concurrent adds to one cart lose nothing;
 the stock check says why and how many; a catalog that is down is
 UNAVAILABLE, not a crash; carts outlive a kill -9 of the service."""
 
-import json
 import secrets
-import subprocess
 import threading
 import time
 
@@ -35,27 +33,8 @@ def cart():
 
 
 def rpc(addr, service, method, req, key=None, mutating=False):
-    """(ok, reply-or-error JSON) of service/method at addr via rpc_call."""
-    argv = [harness.binary("tests/integration/rpc_call"), "--addrs", addr,
-            "--service", service, "--method", method]
-    if key:
-        argv += ["--key", key]
-    elif mutating:
-        argv.append("--mutating")
-    for attempt in range(5):
-        p = subprocess.run(argv + [json.dumps(req)], capture_output=True, text=True,
-                           timeout=60, stdin=subprocess.DEVNULL)
-        assert p.returncode in (0, 1), "rpc_call %s: %d %s %s" % (method, p.returncode,
-                                                                  p.stdout, p.stderr)
-        r = json.loads(p.stdout)
-        # a fresh rpc_call that could not connect within its short connect
-        # wait (a loaded machine) sent nothing: trying again is safe
-        msg = r.get("error", {}).get("message", "") if p.returncode else ""
-        if not (msg.startswith("could not reach %s at" % service)
-                and msg.endswith("no connection")):
-            break
-        time.sleep(0.2)
-    return p.returncode == 0, r
+    """(ok, reply-or-error JSON) of service/method at addr (harness.rpc_call)."""
+    return harness.rpc_call(addr, service, method, req, key=key, mutating=mutating)
 
 
 def cat_ok(method, req):

@@ -11,8 +11,6 @@ of these refusals writes anything; another member can neither read nor
 cancel an order (404); cancel puts the stock back; CSRF guards the writes;
 the sales channel follows the User-Agent."""
 
-import json
-import subprocess
 import threading
 import time
 
@@ -44,14 +42,8 @@ def env():
 
 
 def rpc(svc, service, method, req):
-    """(ok, reply-or-error JSON) of one mutating RPC via rpc_call."""
-    argv = [harness.binary("tests/integration/rpc_call"), "--addrs", svc.addr,
-            "--service", service, "--method", method, "--mutating"]
-    p = subprocess.run(argv + [json.dumps(req)], capture_output=True, text=True, timeout=60,
-                       stdin=subprocess.DEVNULL)
-    assert p.returncode in (0, 1), "rpc_call %s: %d %s %s" % (method, p.returncode, p.stdout,
-                                                              p.stderr)
-    return p.returncode == 0, json.loads(p.stdout)
+    """(ok, reply-or-error JSON) of one mutating RPC (harness.rpc_call)."""
+    return harness.rpc_call(svc, service, method, req, mutating=True)
 
 
 def uniq(prefix):

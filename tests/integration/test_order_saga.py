@@ -16,9 +16,7 @@ instance can be stopped and killed while payments go on; all order
 instances share one database."""
 
 import datetime
-import json
 import secrets
-import subprocess
 import threading
 import time
 
@@ -28,26 +26,9 @@ _env = {"n": 0, "member": 7000}
 
 
 def rpc(addr, service, method, req, key=None, mutating=False, timeout_ms=20000):
-    """(ok, reply-or-error JSON) of service/method at addr via rpc_call."""
-    argv = [harness.binary("tests/integration/rpc_call"), "--addrs", addr,
-            "--service", service, "--method", method, "--timeout-ms", str(timeout_ms),
-            "--try-timeout-ms", str(timeout_ms)]
-    if key:
-        argv += ["--key", key]
-    elif mutating:
-        argv.append("--mutating")
-    for _ in range(5):
-        p = subprocess.run(argv + [json.dumps(req)], capture_output=True, text=True,
-                           timeout=120, stdin=subprocess.DEVNULL)
-        assert p.returncode in (0, 1), "rpc_call %s: %d %s %s" % (method, p.returncode,
-                                                                  p.stdout, p.stderr)
-        r = json.loads(p.stdout)
-        msg = r.get("error", {}).get("message", "") if p.returncode else ""
-        if not (msg.startswith("could not reach %s at" % service)
-                and msg.endswith("no connection")):
-            break
-        time.sleep(0.2)
-    return p.returncode == 0, r
+    """(ok, reply-or-error JSON) of service/method at addr (harness.rpc_call)."""
+    return harness.rpc_call(addr, service, method, req, key=key, mutating=mutating,
+                            timeout_ms=timeout_ms)
 
 
 def ok_at(svc, service, method, req, **kw):
