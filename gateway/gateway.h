@@ -55,10 +55,44 @@ typedef struct mall_gw_config {
 	/* MALL_PAYMENT_PG_CLIENT_KEY: the PG's client key, public (the browser's
 	 * payment window needs it; the secret key stays with the payment service) */
 	const char *pg_client_key;
+	/* MALL_GATEWAY_PG_WINDOW_URL: the PG's payment window page, where the
+	 * browser goes to pay a placed order (handed out with clientKey) */
+	const char *pg_window_url;
 	/* MALL_GATEWAY_CONFIRM_WAIT: how long a payment confirm waits for the
 	 * order to leave pending_payment (payment_routes.c) */
 	int64_t confirm_wait_ms;
+	/* MALL_GATEWAY_CONFIRM_RECHECK: while it waits, a confirm reads the
+	 * order at least this often, whatever it hears */
+	int64_t confirm_recheck_ms;
+	/* MALL_ORDER_EVENTS_ADDRS: the order service's event relays, heard by
+	 * order_watch.c; "" derives them from order_addrs (outbox.h) */
+	const char *order_events_addrs;
 } mall_gw_config;
+
+/* ---- order_watch.c: waiting for an order to change ---- */
+
+typedef struct mall_gw_watch mall_gw_watch;
+
+/* A waiter's registration for the events of one order, on its stack. */
+typedef struct mall_gw_ticket {
+	const char *number; /* not copied: must outlive the ticket */
+	bool fired;         /* an event of the order came since the last wait */
+	struct mall_gw_ticket *next;
+} mall_gw_ticket;
+
+/* mall_gw_watch_start: subscribes to the order events published at addrs
+ * (comma-separated nng URLs; dialed without blocking). */
+mall_code mall_gw_watch_start(mall_gw_watch **out, const char *addrs, mall_status *st);
+void mall_gw_watch_stop(mall_gw_watch *w);
+/* mall_gw_watch_begin: registers t for the events of order number; call it
+ * before reading the order, then _wait as often as needed, then _end.  w may
+ * be NULL (no watch): waits are plain sleeps. */
+void mall_gw_watch_begin(mall_gw_watch *w, mall_gw_ticket *t, const char *number);
+/* mall_gw_watch_wait: until an order.status_changed of t's order has come
+ * since begin or the last wait (true), or ms pass (false).  An event is a
+ * reason to read the order again, not a guarantee it changed as hoped. */
+bool mall_gw_watch_wait(mall_gw_watch *w, mall_gw_ticket *t, int64_t ms);
+void mall_gw_watch_end(mall_gw_watch *w, mall_gw_ticket *t);
 
 typedef struct mall_gw {
 	mall_gw_config cfg;
@@ -69,6 +103,7 @@ typedef struct mall_gw {
 	mall_rpc_client *order;
 	mall_rpc_client *payment;
 	mall_redis *redis; /* one connection, shared (it has a mutex) */
+	mall_gw_watch *watch; /* the order events; NULL: none heard */
 	atomic_bool ready;
 } mall_gw;
 

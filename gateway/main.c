@@ -42,6 +42,8 @@ main(void)
 	gc.payment_addrs = mall_config_str(&cfg, "MALL_PAYMENT_ADDRS", "tcp://127.0.0.1:7441");
 	/* public by design: the browser's payment window is opened with it */
 	gc.pg_client_key = mall_config_str(&cfg, "MALL_PAYMENT_PG_CLIENT_KEY", "test_ck_sandbox");
+	gc.pg_window_url = mall_config_str(&cfg, "MALL_GATEWAY_PG_WINDOW_URL",
+	                                   "http://127.0.0.1:8091/sandbox/pay");
 	const char *root =
 	    mall_config_str(&cfg, "MALL_GATEWAY_WEB_ROOT", MALL_GATEWAY_DEFAULT_WEB_ROOT);
 	gc.max_body = mall_config_size(&cfg, "MALL_GATEWAY_MAX_BODY", 1 * MiB, 1, 1 * GiB);
@@ -52,6 +54,9 @@ main(void)
 	gc.rpc_timeout_ms = mall_config_duration_ms(&cfg, "MALL_RPC_TIMEOUT", 3000, 10, 600 * 1000);
 	gc.confirm_wait_ms =
 	    mall_config_duration_ms(&cfg, "MALL_GATEWAY_CONFIRM_WAIT", 2000, 0, 60 * 1000);
+	gc.confirm_recheck_ms =
+	    mall_config_duration_ms(&cfg, "MALL_GATEWAY_CONFIRM_RECHECK", 250, 10, 60 * 1000);
+	gc.order_events_addrs = mall_config_str(&cfg, "MALL_ORDER_EVENTS_ADDRS", "");
 
 	gc.redis_addr = mall_config_str(&cfg, "MALL_REDIS_ADDR", "127.0.0.1:6379");
 	gc.session_ttl_ms = mall_config_duration_ms(&cfg, "MALL_GATEWAY_SESSION_TTL", 30 * 60000,
@@ -70,6 +75,10 @@ main(void)
 		mall_config_error(
 		    &cfg, "MALL_GATEWAY_WEB_ROOT: \"%s\" is not an existing directory", root);
 	gc.web_root = root_real;
+	if (strncmp(gc.pg_window_url, "http://", 7) != 0 &&
+	    strncmp(gc.pg_window_url, "https://", 8) != 0)
+		mall_config_error(&cfg, "MALL_GATEWAY_PG_WINDOW_URL: \"%s\" is not an http(s) URL",
+		                  gc.pg_window_url);
 	if (mall_config_check(&cfg) != 0)
 		return 2;
 

@@ -5,7 +5,8 @@
  *   POST /api/v1/orders                   PlaceOrder: 201 {"order","payment"}
  *   GET  /api/v1/orders?page=&pageSize=   ListOrders: the member's, newest first
  *   GET  /api/v1/orders/{number}?phone=   GetOrder
- *   POST /api/v1/orders/{number}/cancel   CancelOrder {"reason"}: 200 with the order
+ *   POST /api/v1/orders/{number}/cancel   CancelOrder {"reason", "refundAccount"}: 200
+ *                                         with the order (a paid one refunded)
  *
  * An order is placed from the session's cart only (the CartRef as in
  * cart_routes.c: the signed-in member's cart, else the session's guest cart),
@@ -29,7 +30,8 @@
  * The 201 answer carries what the browser's payment window needs besides the
  * order: {"orderId" (the number, which the PG keeps as its order id),
  * "amount" (the total, won), "orderName", "clientKey"
- * (MALL_PAYMENT_PG_CLIENT_KEY, public), "customerName", "customerEmail"}.
+ * (MALL_PAYMENT_PG_CLIENT_KEY, public), "windowUrl" (the payment window's
+ * page, MALL_GATEWAY_PG_WINDOW_URL), "customerName", "customerEmail"}.
  *
  * One order (GET, cancel): a signed-in member reaches their own orders; with
  * ?phone= (the orderer's phone) an order placed as a guest, also by a member
@@ -38,7 +40,9 @@
  * number that is not one) is 404, the same as no order.  Cancel's optional
  * Idempotency-Key is scoped to the caller ("m<member>:", or "o<number>:" for
  * access by phone); an illegal cancel is 409 with the service's reason
- * (illegal_transition, refund_unavailable).
+ * (illegal_transition; refund_account_required for a paid virtual account
+ * without "refundAccount" {"bank","accountNumber","holderName"}), a refund
+ * the payment service could not make 503 (the order stays paid: retry).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -48,6 +52,7 @@
 #include <jansson.h>
 
 #include "gateway.h"
+#include "log.h"
 #include "mall/order.pb-c.h"
 #include "session.h"
 
@@ -140,6 +145,7 @@ respond_placed(mall_gw_req *r, const Mall__Order__Order *o)
 	json_object_set_new(pay, "amount", json_integer(o->total ? o->total->amount : 0));
 	json_object_set_new(pay, "orderName", json_string(o->order_name));
 	json_object_set_new(pay, "clientKey", json_string(r->gw->cfg.pg_client_key));
+	json_object_set_new(pay, "windowUrl", json_string(r->gw->cfg.pg_window_url));
 	json_object_set_new(pay, "customerName", json_string(o->orderer_name));
 	json_object_set_new(pay, "customerEmail", json_string(o->orderer_email));
 	char *ptext = json_dumps(pay, JSON_COMPACT);
@@ -339,7 +345,7 @@ mall_gw_handle_order_get(mall_gw_req *r)
 		mall_gw_respond_pb(r, reply);
 }
 
-static const char *const cancel_fields[] = {"reason", NULL};
+static const char *const cancel_fields[] = {"reason", "refundAccount", NULL};
 
 void
 mall_gw_handle_order_cancel(mall_gw_req *r)
@@ -351,7 +357,7 @@ mall_gw_handle_order_cancel(mall_gw_req *r)
 	if (key != NULL && key[0] == '\0')
 		return;
 	Mall__Order__CancelOrderRequest *req;
-	/* the body is optional: none, or an object of reason */
+	/* the body is optional: none, or an object of reason and refundAccount */
 	if (r->body_kind == MALL_GW_BODY_NONE || (r->body_read && r->body_len == 0)) {
 		req = mall_arena_alloc(r->arena, sizeof(*req));
 		mall__order__cancel_order_request__init(req);
@@ -380,8 +386,21 @@ mall_gw_handle_order_cancel(mall_gw_req *r)
 		    key ? mall_arena_printf(r->arena, "o%s:%s", c.number, key) : NULL;
 		reply = call(r, "CancelOrder", &req->base, true, scoped, c.member_id, &st);
 	}
-	if (reply == NULL)
+	if (reply == NULL && strcmp(st.reason, "refund_unavailable") == 0) {
+		/* the payment service or the PG did not answer: the order service
+		 * is fine, and the shopper must know the order was not cancelled */
+		char msg[160];
+		snprintf(msg, sizeof(msg),
+		         "the refund could not be made now, so order %s was not cancelled: try "
+		         "again later",
+		         c.number);
+		mall_log_warn(r->trace_id, "%s %s: %s", r->method, r->path ? r->path : "?",
+		              st.message);
+		mall_gw_header(r, "Retry-After", "1");
+		mall_gw_respond_error(r, mall_code_http(st.code), "refund_unavailable", msg, NULL);
+	} else if (reply == NULL) {
 		respond_failed(r, &c, &st);
-	else
+	} else {
 		mall_gw_respond_pb(r, reply);
+	}
 }

@@ -32,10 +32,13 @@
  * On success the answer holds the payment (a virtual account's bank,
  * accountNumber, dueDate included) and the order as the order service has
  * it.  The order's status changes when the order service consumes the
- * payment's event, a moment later: the order is read every 50 ms until it
- * leaves pending_payment or MALL_GATEWAY_CONFIRM_WAIT (2 s) has passed, and
- * answered as it is then; a page that still sees pending_payment polls
- * GET /api/v1/orders/{number}.  A civetweb thread waits meanwhile.  If the
+ * payment's event, a moment later: the order is read again whenever the
+ * gateway hears an order.status_changed of it (order_watch.c, registered
+ * before the Confirm so none is missed) and at least every
+ * MALL_GATEWAY_CONFIRM_RECHECK (250 ms), until it leaves pending_payment or
+ * MALL_GATEWAY_CONFIRM_WAIT (2 s) has passed, and answered as it is then; a
+ * page that still sees pending_payment polls GET /api/v1/orders/{number}.
+ * A civetweb thread waits meanwhile.  If the
  * order cannot be read at all the answer is that error (503): the payment
  * is recorded, and confirming again answers it.
  *
@@ -62,22 +65,12 @@
 #include "mall/order.pb-c.h"
 #include "mall/payment.pb-c.h"
 
-#define CONFIRM_POLL_MS 50
-
 static int64_t
 now_ms(void)
 {
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void
-sleep_ms(int64_t ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000};
-	while (nanosleep(&ts, &ts) != 0)
-		;
 }
 
 /* ---- POST /api/v1/payments/confirm ---- */
@@ -158,8 +151,12 @@ mall_gw_handle_payment_confirm(mall_gw_req *r)
 	                      : MALL_GW_CONFIRM_TIMEOUT_MS;
 	mall_rpc_call_opts opts = {.trace_id = r->trace_id, .timeout_ms = timeout};
 	ProtobufCMessage *reply = NULL;
+	/* heard from now on: the order may change before the Confirm returns */
+	mall_gw_ticket ticket;
+	mall_gw_watch_begin(r->gw->watch, &ticket, req->order_id);
 	if (mall_rpc_call(r->gw->payment, &mall__payment__payment_service__descriptor, "Confirm",
 	                  msg, &reply, r->arena, &opts, &st) != MALL_OK) {
+		mall_gw_watch_end(r->gw->watch, &ticket);
 		respond_confirm_failed(r, &st);
 		return;
 	}
@@ -168,20 +165,26 @@ mall_gw_handle_payment_confirm(mall_gw_req *r)
 	/* wait a little for the order service to take the payment in */
 	int64_t deadline = now_ms() + r->gw->cfg.confirm_wait_ms;
 	Mall__Order__Order *o = read_order(r, req->order_id, 0, &st);
-	if (o == NULL) {
-		mall_gw_respond_status(r, &st, "order");
-		return;
-	}
-	while (o->status == MALL__ORDER__ORDER_STATUS__PENDING_PAYMENT) {
+	while (o != NULL && o->status == MALL__ORDER__ORDER_STATUS__PENDING_PAYMENT) {
 		int64_t left = deadline - now_ms();
-		if (left <= CONFIRM_POLL_MS)
+		if (left <= 0)
 			break;
-		sleep_ms(CONFIRM_POLL_MS);
+		int64_t recheck = r->gw->cfg.confirm_recheck_ms;
+		bool heard =
+		    mall_gw_watch_wait(r->gw->watch, &ticket, left < recheck ? left : recheck);
+		left = deadline - now_ms();
+		if (!heard && left <= 0)
+			break; /* the wait is over: answer the last read */
 		Mall__Order__Order *again =
-		    read_order(r, req->order_id, left - CONFIRM_POLL_MS, &st);
+		    read_order(r, req->order_id, left > 100 ? left : 100, &st);
 		if (again == NULL)
 			break; /* answer what was read */
 		o = again;
+	}
+	mall_gw_watch_end(r->gw->watch, &ticket);
+	if (o == NULL) {
+		mall_gw_respond_status(r, &st, "order");
+		return;
 	}
 
 	mall_pb_json_opts jopts = {.skip = skip_failure_message};

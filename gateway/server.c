@@ -27,6 +27,7 @@
 #include "json_pb.h"
 #include "log.h"
 #include "metrics.h"
+#include "outbox.h"
 #include "session.h"
 
 /* ---- responses ---- */
@@ -752,6 +753,20 @@ mall_gw_start(mall_gw **out, const mall_gw_config *cfg, mall_status *st)
 		c = mall_rpc_client_new(&gw->payment, "payment", cfg->payment_addrs, &popts, st);
 	if (c != MALL_OK)
 		goto fail;
+	char derived[1024];
+	const char *events = cfg->order_events_addrs ? cfg->order_events_addrs : "";
+	if (*events == '\0') {
+		if (mall_events_addrs_from_rpc(cfg->order_addrs, derived, sizeof(derived)) == 0)
+			events = derived;
+		else
+			mall_log_warn(NULL,
+			              "could not derive the order relays' addresses from %s: "
+			              "payment confirms poll the order (set "
+			              "MALL_ORDER_EVENTS_ADDRS)",
+			              cfg->order_addrs);
+	}
+	if (*events != '\0' && (c = mall_gw_watch_start(&gw->watch, events, st)) != MALL_OK)
+		goto fail;
 
 	char threads[16], timeout[24];
 	snprintf(threads, sizeof(threads), "%d", cfg->threads);
@@ -793,6 +808,7 @@ mall_gw_start(mall_gw **out, const mall_gw_config *cfg, mall_status *st)
 	return MALL_OK;
 
 fail:
+	mall_gw_watch_stop(gw->watch);
 	mall_rpc_client_free(gw->catalog);
 	mall_rpc_client_free(gw->member);
 	mall_rpc_client_free(gw->cart);
@@ -814,6 +830,7 @@ mall_gw_stop(mall_gw *gw)
 	if (gw == NULL)
 		return;
 	mg_stop(gw->mg);
+	mall_gw_watch_stop(gw->watch); /* after the last request's wait */
 	mall_rpc_client_free(gw->catalog);
 	mall_rpc_client_free(gw->member);
 	mall_rpc_client_free(gw->cart);

@@ -24,6 +24,25 @@
  * Events whose type matches none of the prefixes are not applied and not
  * recorded in the inbox; the cursor moves past them.
  *
+ * Upkeep.  Inbox rows behind the stored cursor and older than inbox_keep_ms
+ * are deleted, a batch at a time, every inbox_keep_ms / 4 (1 s to 1 h): a
+ * repeat can only come from the cursor on, or from an instance that pulled
+ * before the cursor moved, and neither is days late.  The ops endpoint shows
+ * mall_events_consumer_lag{source} (events the producer has that are not yet
+ * applied here) and mall_events_consumer_cursor{source}.
+ *
+ * Lanes.  One thread applying one event after another is as fast as one
+ * commit plus whatever the handler calls, per event.  A consumer whose events
+ * are independent but for a key (the payment events of one order) says so
+ * with a key function and a number of lanes: pulled events are dealt to the
+ * lanes by key, each lane (its own thread and database connection) applies
+ * its queue in seq order, so the events of one key keep their order, and an
+ * event that fails holds up its lane only.  The cursor follows to just
+ * before the oldest event not yet applied.  The inbox row still commits with
+ * each event, so what a crash makes the consumer pull again is absorbed.
+ * With lanes the handler and the applied hook run on several threads at
+ * once.
+ *
  * A service starts its consumers in its def->start hook (service.h), which
  * gets its own database's conninfo, with an rpc client to each producer
  * (MALL_<SOURCE>_ADDRS) and its relays' addresses (MALL_<SOURCE>_EVENTS_ADDRS;
@@ -56,6 +75,13 @@ typedef mall_code (*mall_consumer_apply)(mall_db_conn *conn, const Mall__Rpc__Ev
  * retries it: a crash between the commit and the hook loses it. */
 typedef void (*mall_consumer_applied)(const Mall__Rpc__Event *ev, void *arg);
 
+/* A key function names what an event must stay in order with (a hash of its
+ * order number): events of one key are applied one at a time, in seq order.
+ * It runs on the consumer's thread, for events that matched the types. */
+typedef uint64_t (*mall_consumer_key)(const Mall__Rpc__Event *ev, void *arg);
+
+#define MALL_CONSUMER_LANES_MAX 32
+
 typedef struct mall_consumer_opts {
 	const char *source;       /* the producer: "member"; the cursor's key */
 	mall_rpc_client *client;  /* to the producer, for Events.Since; not owned,
@@ -73,6 +99,13 @@ typedef struct mall_consumer_opts {
 	int batch;                     /* events a pull asks for; default 100 (1..1000) */
 	int64_t poll_ms;               /* pull at least this often; default 1000 */
 	int64_t max_backoff_ms;        /* longest wait after errors; default 10000 */
+	int64_t inbox_keep_ms;         /* inbox rows of events this old and behind the
+	                                * cursor are deleted (a repeat that late is not
+	                                * expected); default 7 days */
+	int lanes;                     /* threads applying at once; default 1 (1..
+	                                * MALL_CONSUMER_LANES_MAX); more than one needs
+	                                * key, and handlers safe on several threads */
+	mall_consumer_key key;         /* NULL: one lane */
 } mall_consumer_opts;
 
 /* mall_consumer_start: checks opts, dials the relays (without blocking: a

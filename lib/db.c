@@ -30,6 +30,7 @@ typedef struct stmt {
 
 struct mall_db_conn {
 	mall_db *db; /* NULL for a connection outside any pool */
+	void (*on_commit)(void); /* mall_db_on_commit, for the open transaction */
 	char *conninfo;
 	char target[64]; /* the database name, for messages */
 	PGconn *pg;
@@ -381,6 +382,7 @@ mall_db_begin(mall_db_conn *c, mall_status *st)
 			PQclear(res);
 			c->in_tx = true;
 			c->tx_gone = false;
+			c->on_commit = NULL;
 			return MALL_OK;
 		}
 		if (!lost(c) || attempt == 1)
@@ -396,6 +398,7 @@ mall_db_commit(mall_db_conn *c, mall_status *st)
 		                       "could not commit on %s: no transaction is open", c->target);
 	if (c->tx_gone || broken(c)) {
 		c->in_tx = c->tx_gone = false;
+		c->on_commit = NULL;
 		memcpy(c->sqlstate, "08006", 6);
 		return mall_status_set(st, MALL_UNAVAILABLE,
 		                       "the transaction on %s was lost with its connection",
@@ -404,6 +407,8 @@ mall_db_commit(mall_db_conn *c, mall_status *st)
 	bool failed = PQtransactionStatus(c->pg) == PQTRANS_INERROR;
 	PGresult *res = simple(c, st, "COMMIT", "commit");
 	c->in_tx = false;
+	void (*hook)(void) = c->on_commit;
+	c->on_commit = NULL;
 	if (res == NULL) {
 		if (!broken(c) && PQtransactionStatus(c->pg) != PQTRANS_IDLE)
 			PQclear(PQexec(c->pg, "ROLLBACK"));
@@ -419,13 +424,23 @@ mall_db_commit(mall_db_conn *c, mall_status *st)
 		                       c->target);
 	}
 	PQclear(res);
+	if (hook != NULL)
+		hook();
 	return MALL_OK;
+}
+
+void
+mall_db_on_commit(mall_db_conn *c, void (*fn)(void))
+{
+	if (c->in_tx)
+		c->on_commit = fn;
 }
 
 void
 mall_db_rollback(mall_db_conn *c)
 {
 	bool gone = c->tx_gone;
+	c->on_commit = NULL;
 	c->in_tx = c->tx_gone = false;
 	if (gone || broken(c))
 		return;

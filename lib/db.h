@@ -57,6 +57,10 @@ PGresult *mall_db_exec(mall_db_conn *c, mall_status *st, const char *sql, int np
 int64_t mall_db_exec_cmd(mall_db_conn *c, mall_status *st, const char *sql, int nparams,
                          const char *const *params);
 
+/* mall_db_on_commit: fn runs once the transaction open on c has committed
+ * (not after a rollback or a failed commit); one per transaction, the last
+ * set wins.  outbox.c wakes its relay with it. */
+void mall_db_on_commit(mall_db_conn *c, void (*fn)(void));
 /* Transactions. begin fails if one is open; commit reports a failed commit
  * (e.g. serialization) as its status; rollback never fails. */
 mall_code mall_db_begin(mall_db_conn *c, mall_status *st);

@@ -12,6 +12,7 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,14 @@ typedef struct series {
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static series **table; /* open addressing, capacity a power of two */
 static size_t cap, nseries;
+
+/* Gauges: few (one per event source and the like), so a plain array. */
+typedef struct gauge {
+	char *name, *help, *label, *value;
+	double v;
+} gauge;
+static gauge gauges[MALL_METRICS_MAX_GAUGES];
+static size_t ngauges;
 
 static uint64_t
 hash2(const char *a, const char *b)
@@ -131,9 +140,43 @@ mall_metrics_observe(const char *family, const char *method, const char *code, d
 }
 
 void
+mall_metrics_gauge_set(const char *name, const char *help, const char *label, const char *value,
+                       double v)
+{
+	if (name == NULL || label == NULL || value == NULL)
+		return;
+	pthread_mutex_lock(&mu);
+	size_t i;
+	for (i = 0; i < ngauges; i++)
+		if (strcmp(gauges[i].name, name) == 0 && strcmp(gauges[i].label, label) == 0 &&
+		    strcmp(gauges[i].value, value) == 0)
+			break;
+	if (i == ngauges) {
+		if (ngauges == MALL_METRICS_MAX_GAUGES) {
+			pthread_mutex_unlock(&mu);
+			return;
+		}
+		gauges[i].name = mall_xstrdup(name);
+		gauges[i].help = mall_xstrdup(help ? help : "");
+		gauges[i].label = mall_xstrdup(label);
+		gauges[i].value = mall_xstrdup(value);
+		ngauges++;
+	}
+	gauges[i].v = v;
+	pthread_mutex_unlock(&mu);
+}
+
+void
 mall_metrics_reset(void)
 {
 	pthread_mutex_lock(&mu);
+	for (size_t i = 0; i < ngauges; i++) {
+		free(gauges[i].name);
+		free(gauges[i].help);
+		free(gauges[i].label);
+		free(gauges[i].value);
+	}
+	ngauges = 0;
 	for (size_t i = 0; i < cap; i++) {
 		if (table[i] == NULL)
 			continue;
@@ -252,6 +295,23 @@ mall_metrics_render(size_t *len)
 			put(&b, "\"} %llu\n", (unsigned long long)s->count);
 		}
 		i = end;
+	}
+	/* gauges, grouped by name (in the order first set) */
+	for (size_t i = 0; i < ngauges; i++) {
+		bool first = true;
+		for (size_t k = 0; k < i && first; k++)
+			first = strcmp(gauges[k].name, gauges[i].name) != 0;
+		if (!first)
+			continue;
+		put(&b, "# HELP %s %s\n# TYPE %s gauge\n", gauges[i].name, gauges[i].help,
+		    gauges[i].name);
+		for (size_t k = i; k < ngauges; k++) {
+			if (strcmp(gauges[k].name, gauges[i].name) != 0)
+				continue;
+			put(&b, "%s{%s=\"", gauges[k].name, gauges[k].label);
+			put_label(&b, gauges[k].value);
+			put(&b, "\"} %.17g\n", gauges[k].v);
+		}
 	}
 	pthread_mutex_unlock(&mu);
 	free(all);

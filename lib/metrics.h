@@ -16,6 +16,13 @@
  * short string such as "OK" or "200") and took seconds. */
 void mall_metrics_observe(const char *family, const char *method, const char *code,
                           double seconds);
+/* mall_metrics_gauge_set: the gauge name{label="value"} is v from now on
+ * (help: its one-line description, the first caller's kept).  For states
+ * rather than requests: how far an event consumer lags behind.  At most
+ * MALL_METRICS_MAX_GAUGES series; more are dropped. */
+#define MALL_METRICS_MAX_GAUGES 256
+void mall_metrics_gauge_set(const char *name, const char *help, const char *label,
+                            const char *value, double v);
 /* mall_metrics_render: the whole registry as Prometheus text; malloc'd, the
  * caller frees it. */
 char *mall_metrics_render(size_t *len);

@@ -2,29 +2,35 @@
  * outbox.c: the transactional outbox, Events.Since and the relay (outbox.h).
  *
  * Ordering.  outbox.seq is an identity, taken when the row is inserted; a
- * transaction that inserted seq 7 may commit after one that inserted seq 8.
- * A reader that saw 8 and moved its cursor there would never see 7.  Every
- * writer therefore takes pg_advisory_xact_lock(MALL_OUTBOX_LOCK_KEY) before
- * its insert and keeps it until its transaction ends.  PostgreSQL releases a
- * transaction's locks after the commit is visible to new snapshots, so the
- * next writer takes its seq only after the previous row is visible (or rolled
- * back, leaving a gap that nothing will ever fill): every snapshot that shows
- * a row shows every committed row with a lower seq, and a plain
- * "seq > cursor ORDER BY seq" read never skips one.  The price: outbox
- * writers of one service commit one at a time (the lock spans the commit's
- * WAL flush), about one event-producing commit per flush.
+ * transaction that inserted seq 7 may commit after one that inserted seq 8,
+ * so seq cannot be what readers follow: one that saw 8 and moved its cursor
+ * there would never see 7.  Writers therefore only insert (pub_seq NULL), and
+ * commit as they like, in parallel (group commit works).  The relay is the
+ * sequencer: in a transaction of its own, under
+ * pg_advisory_xact_lock(MALL_OUTBOX_LOCK_KEY) (several instances of a
+ * service each run a relay; they take turns), it gives the committed rows
+ * without one a pub_seq from the outbox_pub_seq sequence, in seq order, and
+ * commits.  A reader sees a pub_seq only once its sequencing transaction has
+ * committed, with all of that batch, and every later batch takes larger
+ * values: "pub_seq > cursor ORDER BY pub_seq" never skips a row.  Since and
+ * the published events call pub_seq "seq".
  *
- * The relay is one thread per process with its own connection: LISTEN
- * mall_outbox, then on each notification (sent by the writers at commit) and
- * every second publish the rows after the last one published on a PUB socket.
- * Several instances of a service each run one, over the same table: a
- * subscriber of all of them gets every wake-up more than once, which is
+ * The relay is one thread per process with its own connection.  It wakes
+ * when a transaction of this process that wrote an outbox row commits (a
+ * poke through an eventfd: mall_db_on_commit), when another instance's
+ * sequencer NOTIFYs mall_outbox (LISTEN), and every second; it sequences
+ * what is committed and publishes the rows after the last one it published
+ * on a PUB socket.  Writers do not NOTIFY: PostgreSQL serializes the commits
+ * of notifying transactions across the whole cluster, which the sequencer
+ * alone can afford (one per batch).  Several instances each publish every
+ * row: a subscriber of all of them gets a wake-up more than once, which is
  * harmless.
  */
 #include "outbox.h"
 
 #include <errno.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -38,28 +44,60 @@
 #include <sodium.h>
 
 #include "log.h"
+#include "metrics.h"
 
 #define STR_(x) #x
 #define STR(x) STR_(x)
 
 #define LOCK_SQL "SELECT pg_advisory_xact_lock($1::bigint)"
-#define INSERT_SQL                                                                                 \
-	"WITH e AS (INSERT INTO outbox (type, payload) VALUES ($1, $2::bytea) RETURNING seq) "     \
-	"SELECT pg_notify('" MALL_OUTBOX_CHANNEL "', '') FROM e"
+#define INSERT_SQL "INSERT INTO outbox (type, payload) VALUES ($1, $2::bytea)"
+/* the committed rows without a pub_seq, numbered in seq order */
+#define SEQUENCE_BATCH 1000
+#define SEQUENCE_SQL                                                                               \
+	"UPDATE outbox o SET pub_seq = n.ps FROM (SELECT seq, nextval('outbox_pub_seq') AS ps "    \
+	"FROM (SELECT seq FROM outbox WHERE pub_seq IS NULL ORDER BY seq LIMIT " STR(             \
+	    SEQUENCE_BATCH) ") t) n WHERE o.seq = n.seq"
+#define NOTIFY_SQL "SELECT pg_notify('" MALL_OUTBOX_CHANNEL "', '')"
 
 #define EVENT_COLUMNS                                                                              \
-	"o.seq, o.event_id, o.type, o.payload, "                                                   \
+	"o.pub_seq, o.event_id, o.type, o.payload, "                                               \
 	"to_char(o.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"
 /* one row even when no event follows after_seq, to carry last_seq */
 #define SINCE_SQL                                                                                  \
-	"WITH last AS (SELECT coalesce(max(seq), 0) AS seq FROM outbox) "                          \
+	"WITH last AS (SELECT coalesce(max(pub_seq), 0) AS seq FROM outbox) "                      \
 	"SELECT last.seq, " EVENT_COLUMNS " FROM last LEFT JOIN LATERAL "                          \
-	"(SELECT * FROM outbox WHERE seq > $1::bigint ORDER BY seq LIMIT $2::int) o ON true "      \
-	"ORDER BY o.seq"
+	"(SELECT * FROM outbox WHERE pub_seq > $1::bigint ORDER BY pub_seq LIMIT $2::int) o "      \
+	"ON true ORDER BY o.pub_seq"
 #define RELAY_BATCH 500
 #define RELAY_SQL                                                                                  \
-	"SELECT " EVENT_COLUMNS " FROM outbox o WHERE o.seq > $1::bigint ORDER BY o.seq "          \
+	"SELECT " EVENT_COLUMNS " FROM outbox o WHERE o.pub_seq > $1::bigint ORDER BY o.pub_seq "  \
 	"LIMIT " STR(RELAY_BATCH)
+
+/* The poke: an eventfd the relay polls, written when a transaction of this
+ * process that added an outbox row commits. */
+static int poke_fd = -1;
+static pthread_once_t poke_once = PTHREAD_ONCE_INIT;
+
+static void
+poke_init(void)
+{
+	poke_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (poke_fd < 0)
+		mall_log_warn(NULL,
+		              "no eventfd for the outbox relay (%s): events are published "
+		              "within a second instead of at once",
+		              strerror(errno));
+}
+
+static void
+poke(void)
+{
+	pthread_once(&poke_once, poke_init);
+	uint64_t one = 1;
+	if (poke_fd >= 0 && write(poke_fd, &one, sizeof(one)) < 0) {
+		/* EAGAIN: the counter is full of pokes already */
+	}
+}
 
 /* ---- writing ---- */
 
@@ -80,16 +118,10 @@ mall_outbox_add(mall_db_conn *conn, mall_arena *arena, const char *type,
 	hex[1] = 'x';
 	sodium_bin2hex(hex + 2, 2 * n + 1, buf, n);
 
-	const char *key[] = {mall_arena_printf(arena, "%lld", (long long)MALL_OUTBOX_LOCK_KEY)};
-	PGresult *res = mall_db_exec(conn, st, LOCK_SQL, 1, key);
-	if (res == NULL)
-		return st->code;
-	PQclear(res);
 	const char *params[] = {type, hex};
-	res = mall_db_exec(conn, st, INSERT_SQL, 2, params);
-	if (res == NULL)
+	if (mall_db_exec_cmd(conn, st, INSERT_SQL, 2, params) < 0)
 		return st->code;
-	PQclear(res);
+	mall_db_on_commit(conn, poke);
 	return MALL_OK;
 }
 
@@ -216,6 +248,39 @@ pause_ms(mall_outbox_relay *r, int ms)
 		usleep(50 * 1000);
 }
 
+/* sequence: gives the committed rows without one their pub_seq (outbox.c's
+ * head), batch after batch, waking the other instances' relays when it did;
+ * false if the database failed. */
+static bool
+sequence(mall_outbox_relay *r, mall_db_conn *conn, mall_arena *a, mall_status *st)
+{
+	(void)r;
+	for (;;) {
+		mall_arena_reset(a);
+		const char *key[] = {mall_arena_printf(a, "%lld", (long long)MALL_OUTBOX_LOCK_KEY)};
+		if (mall_db_begin(conn, st) != MALL_OK)
+			return false;
+		PGresult *res = mall_db_exec(conn, st, LOCK_SQL, 1, key);
+		if (res == NULL)
+			goto fail;
+		PQclear(res);
+		int64_t n = mall_db_exec_cmd(conn, st, SEQUENCE_SQL, 0, NULL);
+		if (n < 0)
+			goto fail;
+		if (n > 0 && (res = mall_db_exec(conn, st, NOTIFY_SQL, 0, NULL)) == NULL)
+			goto fail;
+		if (n > 0)
+			PQclear(res);
+		if (mall_db_commit(conn, st) != MALL_OK)
+			return false;
+		if (n < SEQUENCE_BATCH)
+			return true;
+	}
+fail:
+	mall_db_rollback(conn);
+	return false;
+}
+
 /* publish: sends every row after r->last; false if the database failed. */
 static bool
 publish(mall_outbox_relay *r, mall_db_conn *conn, mall_arena *a, mall_status *st)
@@ -241,6 +306,9 @@ publish(mall_outbox_relay *r, mall_db_conn *conn, mall_arena *a, mall_status *st
 			r->last = ev.seq;
 		}
 		PQclear(res);
+		mall_metrics_gauge_set("mall_events_relay_published_seq",
+		                       "The seq of the last event this relay published.", "source",
+		                       r->source, (double)r->last);
 		if (rows < RELAY_BATCH)
 			return true;
 	}
@@ -255,7 +323,8 @@ listen_on(mall_outbox_relay *r, mall_db_conn *conn, bool *positioned, mall_statu
 		return false;
 	if (*positioned)
 		return true;
-	PGresult *res = mall_db_exec(conn, st, "SELECT coalesce(max(seq), 0) FROM outbox", 0, NULL);
+	PGresult *res =
+	    mall_db_exec(conn, st, "SELECT coalesce(max(pub_seq), 0) FROM outbox", 0, NULL);
 	if (res == NULL)
 		return false;
 	r->last = mall_db_int64(res, 0, 0);
@@ -312,7 +381,7 @@ relay_main(void *arg)
 		if (due || now_ms() >= next_pass) {
 			due = false;
 			next_pass = now_ms() + 1000;
-			if (!publish(r, conn, a, &st)) {
+			if (!sequence(r, conn, a, &st) || !publish(r, conn, a, &st)) {
 				if (!down)
 					mall_log_warn(
 					    NULL, "%s event relay: could not read the outbox: %s",
@@ -323,12 +392,21 @@ relay_main(void *arg)
 			}
 			continue; /* notifications may have come during the reads */
 		}
-		struct pollfd pfd = {.fd = PQsocket(pg), .events = POLLIN};
+		pthread_once(&poke_once, poke_init);
+		struct pollfd pfd[2] = {{.fd = PQsocket(pg), .events = POLLIN},
+		                        {.fd = poke_fd, .events = POLLIN}};
 		int64_t wait = next_pass - now_ms();
-		int rc = poll(&pfd, 1, (int)(wait < 0 ? 0 : wait > 100 ? 100 : wait));
+		int rc = poll(pfd, poke_fd >= 0 ? 2 : 1,
+		              (int)(wait < 0 ? 0 : wait > 100 ? 100 : wait));
 		if (rc < 0 && errno != EINTR)
 			pause_ms(r, 100);
-		if (rc > 0 && (PQconsumeInput(pg) == 0 || PQstatus(pg) != CONNECTION_OK)) {
+		if (rc > 0 && poke_fd >= 0 && (pfd[1].revents & POLLIN)) {
+			uint64_t pokes;
+			if (read(poke_fd, &pokes, sizeof(pokes)) > 0)
+				due = true;
+		}
+		if (rc > 0 && (pfd[0].revents & (POLLIN | POLLERR | POLLHUP)) &&
+		    (PQconsumeInput(pg) == 0 || PQstatus(pg) != CONNECTION_OK)) {
 			char why[200];
 			mall_db_first_line(why, sizeof(why), PQerrorMessage(pg));
 			mall_log_warn(NULL, "%s event relay: lost its database connection: %s",

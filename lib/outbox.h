@@ -4,11 +4,12 @@
  * reads it, and the relay that publishes new rows as wake-ups.
  *
  * A service records an event in the transaction of the change it reports with
- * mall_outbox_add, so both commit or neither does.  Rows of the outbox table
- * (migrations/runtime/0002_outbox.sql) become visible in seq order, because
- * every writer takes one transaction-level advisory lock before it inserts:
- * seq is taken at insert, and without the lock a row with a lower seq could
- * commit after a reader had moved past it, and be missed forever.
+ * mall_outbox_add, so both commit or neither does.  Writers do not wait for
+ * each other.  Readers follow pub_seq (migrations/runtime/0004), which the
+ * relay gives committed rows in a transaction of its own, one relay at a time:
+ * a row gets a pub_seq only once it committed, and later batches get larger
+ * ones, so a reader never sees a lower pub_seq appear behind its cursor.  A
+ * service that writes events must run the relay (mall_service_def.events).
  *
  * Readers need nothing else: Events.Since (mall.rpc.Events/Since, built into
  * every service by lib/service.c) answers rows after a seq from the database,
@@ -31,10 +32,11 @@
 #include "rpc.h"
 #include "status.h"
 
-/* The NOTIFY channel an outbox write signals at commit. */
+/* The NOTIFY channel a relay signals when it sequenced rows (the other
+ * instances' relays publish them too). */
 #define MALL_OUTBOX_CHANNEL "mall_outbox"
-/* The key of the advisory lock that orders outbox writers: "mallobx" in ASCII.
- * Nothing else may use it. */
+/* The key of the advisory lock the sequencing relays take turns with:
+ * "mallobx" in ASCII.  Nothing else may use it. */
 #define MALL_OUTBOX_LOCK_KEY INT64_C(0x6d616c6c6f6278)
 /* Events.Since: the default and the largest limit, and the payload bytes past
  * which a reply stops adding events (it always holds at least one). */
@@ -43,20 +45,15 @@
 #define MALL_EVENTS_SINCE_MAX_BYTES ((size_t)1 << 20)
 
 /* mall_outbox_add: records event type ("member.signed_up", lower-case dotted)
- * with payload msg, packed, in the transaction open on conn, and notifies
- * MALL_OUTBOX_CHANNEL (delivered at commit).  It first takes
- * pg_advisory_xact_lock(MALL_OUTBOX_LOCK_KEY), which is held until the
- * transaction ends: outbox writers commit one at a time, in seq order.  So
- * call it as the LAST statement of the transaction: every statement after it
- * lengthens the time all other event writers of the service wait, and a row
- * lock taken after it could deadlock with a writer that holds that row and
- * waits for the outbox lock.  Several events of one transaction are several
- * calls at its end (the lock is re-entrant).  Scratch memory comes from
- * arena.  Without an open transaction it is FAILED_PRECONDITION. */
+ * with payload msg, packed, in the transaction open on conn; once that
+ * commits, this process's relay is woken (mall_db_on_commit) to sequence and
+ * publish it.  No lock is taken: call it anywhere in the transaction, as many
+ * times as it has events.  Scratch memory comes from arena.  Without an open
+ * transaction it is FAILED_PRECONDITION. */
 mall_code mall_outbox_add(mall_db_conn *conn, mall_arena *arena, const char *type,
                           const ProtobufCMessage *msg, mall_status *st);
 
-/* mall_outbox_since: up to limit events with seq > after_seq (limit and
+/* mall_outbox_since: up to limit events with seq (pub_seq) > after_seq (limit and
  * after_seq as in EventsSinceRequest, checked: INVALID_ARGUMENT with the field
  * afterSeq or limit) read on conn into a reply allocated in arena; source
  * names the service in each event. */

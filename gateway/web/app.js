@@ -1,9 +1,13 @@
 // mall storefront: the product list and pages, the cart, login and signup,
-// over the JSON API (/api/v1/...).
+// checkout and the PG's payment window, orders, over the JSON API
+// (/api/v1/...).
 //
 // Routes: the list and a product live in the query string (?category=&q=
 // &sort=&page= or ?product=slug), so every view is a plain link; the cart,
-// login and signup are hash routes (#/cart, #/login, #/signup) on top of it.
+// login, signup, checkout and orders are hash routes (#/cart, #/login,
+// #/signup, #/checkout, #/orders, #/orders/<number>) on top of it.  The PG's
+// window returns to /?checkout=success or /?checkout=fail with its own
+// parameters (paymentKey, orderId, amount; code, message).
 //
 // Session: on load GET /api/v1/session makes (or finds) the session; the
 // gateway keeps it in the HttpOnly cookie mall_session and hands out a CSRF
@@ -137,7 +141,12 @@ function api(path) {
 // token went stale (the session expired, another tab logged in): fetch the
 // session again and retry once with the same Idempotency-Key.
 async function write(method, path, body) {
-  const key = newKey();
+  return writeKeyed(method, path, body, newKey());
+}
+
+// writeKeyed: write with the caller's Idempotency-Key (a retry of the same
+// submission sends the same key again).
+async function writeKeyed(method, path, body, key) {
   await state.ready;
   try {
     return await request(method, path, body, key);
@@ -210,6 +219,7 @@ function renderHeader() {
   document.getElementById("login-link").hidden = !!m;
   document.getElementById("signup-link").hidden = !!m;
   document.getElementById("logout").hidden = !m;
+  document.getElementById("orders-link").textContent = m ? "주문 내역" : "주문 조회";
   const count = document.getElementById("cart-count");
   const link = document.getElementById("cart-link");
   if (state.cart) {
@@ -237,6 +247,9 @@ async function logout() {
   state.cart = null;
   renderHeader();
   state.flash = "로그아웃되었습니다.";
+  // the member's orders and checkout are no longer theirs to see here
+  if (/^#\/(orders|checkout)/.test(location.hash) || new URLSearchParams(location.search).has("checkout"))
+    history.replaceState(null, "", "/");
   try {
     // a fresh anonymous session (and CSRF token) with its own, empty cart
     await loadSession();
@@ -258,6 +271,9 @@ const VIEWS = {
   cart: ["#cart"],
   login: ["#login"],
   signup: ["#signup"],
+  checkout: ["#checkout"],
+  order: ["#order"],
+  orders: ["#orders"],
 };
 
 function showView(name) {
@@ -269,6 +285,9 @@ function showView(name) {
   const link = document.getElementById("cart-link");
   if (name === "cart") link.setAttribute("aria-current", "page");
   else link.removeAttribute("aria-current");
+  const orders = document.getElementById("orders-link");
+  if (name === "orders" || name === "order") orders.setAttribute("aria-current", "page");
+  else orders.removeAttribute("aria-current");
   // a message left for this view by the last action (login, logout, signup)
   const flash = state.flash;
   state.flash = "";
@@ -841,7 +860,10 @@ function summarySection(cart) {
         fee > 0 ? formatPrice(cart.shippingFee) : subtotal > 0 ? "무료" : formatPrice({ amount: 0 }))),
       el("div", { class: "total" }, el("dt", {}, "합계"), el("dd", { id: "cart-total" }, formatPrice(cart.total)))),
     note,
-    unorderable);
+    unorderable,
+    el("p", { class: "order-action" }, cart.orderable === false
+      ? el("button", { type: "button", id: "cart-order", disabled: true }, "주문하기")
+      : el("a", { href: "/#/checkout", class: "button primary", id: "cart-order" }, "주문하기")));
 }
 
 // ---------------------------------------------------------------------------
@@ -1040,6 +1062,883 @@ function showSignup() {
 }
 
 // ---------------------------------------------------------------------------
+// Checkout, the PG's payment window, and orders
+//
+// The trip to the PG: POST /api/v1/orders places the order (pending_payment)
+// and answers what the payment window needs (payment: orderId, amount,
+// orderName, clientKey, windowUrl...).  The page then goes to windowUrl with
+// those fields, the method, and successUrl/failUrl back here (/?checkout=
+// success or fail; the PG adds its parameters to their query).  The success
+// page confirms (POST /api/v1/payments/confirm) and shows the order; the fail
+// page shows the PG's message and can open the window again for the same
+// order.  What the return needs (the window's fields, the orderer's phone
+// for a guest's reads, a virtual account once issued) is kept per order in
+// this tab's sessionStorage, never the card or any secret.
+
+const PAY_METHODS = { card: "카드", virtual_account: "가상계좌", easy_pay: "간편결제" };
+const EASY_PAY_PROVIDERS = { tosspay: "토스페이", kakaopay: "카카오페이" };
+const ORDER_STATUS = {
+  pending_payment: "결제 대기",
+  awaiting_deposit: "입금 대기",
+  paid: "결제 완료",
+  preparing: "배송 준비 중",
+  shipped: "배송 중",
+  delivered: "배송 완료",
+  cancelled: "주문 취소",
+  refunded: "환불 완료",
+  partially_refunded: "부분 환불",
+};
+// orders the shopper may ask to cancel (a paid one is refunded first; the
+// API answers 409 where it cannot be)
+const CANCELLABLE = ["pending_payment", "awaiting_deposit", "paid", "preparing"];
+// the PG's bank codes (tests/fakes/README.md, as Toss)
+const BANKS = {
+  "088": "신한은행", "004": "KB국민은행", "020": "우리은행", "081": "하나은행", "011": "NH농협은행",
+  "003": "IBK기업은행", "090": "카카오뱅크", "092": "토스뱅크",
+};
+const ORDER_MEMO = "mall.orders";
+const ORDER_MEMO_MAX = 20;
+
+function enumName(v) {
+  return v === undefined || v === null ? "" : String(v).toLowerCase();
+}
+
+function statusText(status) {
+  const s = enumName(status);
+  return ORDER_STATUS[s] || s || "-";
+}
+
+// dateTime: an RFC 3339 time in Korean time, "2026. 11. 29. 오후 3:00".
+function dateTime(iso) {
+  if (!iso) return "";
+  const d = new Date(iso);
+  if (isNaN(d)) return iso;
+  return d.toLocaleString("ko-KR", { timeZone: "Asia/Seoul", year: "numeric", month: "numeric",
+    day: "numeric", hour: "numeric", minute: "2-digit" });
+}
+
+// orderMemos: what this tab remembers of its orders, by number.
+function orderMemos() {
+  try {
+    return JSON.parse(sessionStorage.getItem(ORDER_MEMO) || "{}") || {};
+  } catch (_) {
+    return {};
+  }
+}
+
+function orderMemo(number) {
+  return orderMemos()[number] || null;
+}
+
+function rememberOrder(number, patch) {
+  const all = orderMemos();
+  all[number] = Object.assign(all[number] || {}, patch, { at: Date.now() });
+  const numbers = Object.keys(all).sort((a, b) => all[b].at - all[a].at);
+  for (const n of numbers.slice(ORDER_MEMO_MAX)) delete all[n];
+  try {
+    sessionStorage.setItem(ORDER_MEMO, JSON.stringify(all));
+  } catch (_) {
+    // storage full or off: the pages then ask for the phone again
+  }
+}
+
+// orderPath: the API path of one order; a guest's reads need the phone.
+function orderPath(number, suffix) {
+  const memo = orderMemo(number);
+  const phone = memo && memo.phone ? "?phone=" + encodeURIComponent(memo.phone) : "";
+  return "/api/v1/orders/" + encodeURIComponent(number) + (suffix || "") + phone;
+}
+
+// openPaymentWindow: to the PG's window for the order in memo (the 201's
+// payment object, the method and the easy-pay provider).
+function openPaymentWindow(memo) {
+  const pay = memo.pay;
+  const url = new URL(pay.windowUrl, location.href);
+  const q = url.searchParams;
+  q.set("clientKey", pay.clientKey);
+  q.set("orderId", pay.orderId);
+  q.set("orderName", pay.orderName);
+  q.set("amount", String(pay.amount));
+  q.set("method", memo.method);
+  if (memo.method === "easy_pay" && memo.provider) q.set("provider", memo.provider);
+  if (pay.customerName) q.set("customerName", pay.customerName);
+  if (pay.customerEmail) q.set("customerEmail", pay.customerEmail);
+  if (memo.method === "virtual_account" && memo.dueAt) {
+    // the account's due time is the order's deposit window
+    const left = Math.floor((Date.parse(memo.dueAt) - Date.now()) / 1000);
+    if (left > 0) q.set("dueInSeconds", String(Math.min(left, 90 * 86400)));
+  }
+  q.set("successUrl", location.origin + "/?checkout=success");
+  q.set("failUrl", location.origin + "/?checkout=fail");
+  location.assign(url.toString());
+}
+
+function canPayAgain(memo) {
+  return !!(memo && memo.pay && memo.pay.windowUrl && memo.method);
+}
+
+// ---- the checkout form -----------------------------------------------------
+
+const CHECKOUT_FIELD_TEXT = {
+  ordererName: "주문자 이름을 50자 이내로 입력해 주세요.",
+  ordererPhone: "휴대폰 번호를 010-1234-5678 형식으로 입력해 주세요.",
+  ordererEmail: "이메일 주소를 name@example.com 형식으로 입력해 주세요.",
+  "shippingAddress.recipient": "받는 분 이름을 50자 이내로 입력해 주세요.",
+  "shippingAddress.phone": "받는 분 휴대폰 번호를 010-1234-5678 형식으로 입력해 주세요.",
+  "shippingAddress.postalCode": "우편번호 5자리를 숫자로 입력해 주세요.",
+  "shippingAddress.address1": "주소를 200자 이내로 입력해 주세요.",
+  "shippingAddress.address2": "상세 주소는 200자까지 입력할 수 있습니다.",
+  shippingAddress: "배송지를 입력해 주세요.",
+  addressId: "선택한 배송지를 찾을 수 없습니다. 다시 선택해 주세요.",
+  deliveryNote: "배송 요청사항은 200자까지 입력할 수 있습니다.",
+  paymentMethod: "결제 수단을 선택해 주세요.",
+};
+
+const DELIVERY_NOTES = ["문 앞에 놓아 주세요.", "경비실에 맡겨 주세요.", "배송 전에 연락 주세요.", "부재 시 문 앞에 놓아 주세요."];
+
+// fieldId: the element id of a (dotted) field: "checkout-shippingAddress-postalCode".
+function fieldId(prefix, name) {
+  return prefix + "-" + name.replace(/\./g, "-");
+}
+
+// dottedField: a labelled input named after its (dotted) API field, its
+// error line "<prefix>-<field>-error".
+function dottedField(prefix, name, label, attrs, hint) {
+  const id = fieldId(prefix, name);
+  const input = el("input", Object.assign({ id, name, "data-field": name,
+    "aria-describedby": id + "-error" + (hint ? " " + id + "-hint" : "") }, attrs));
+  return el("div", { class: "field" },
+    el("label", { for: id }, label),
+    input,
+    hint ? el("p", { id: id + "-hint", class: "hint" }, hint) : null,
+    el("p", { id: id + "-error", class: "field-error" }));
+}
+
+function checkoutField(name, label, attrs, hint) {
+  return dottedField("checkout", name, label, attrs, hint);
+}
+
+// showDottedErrors: each message next to its field (the dotted name's own
+// element, else its first part's); returns what no field took.
+function showDottedErrors(form, prefix, errors) {
+  const rest = [];
+  let first = null;
+  for (const [name, text] of Object.entries(errors)) {
+    let key = name;
+    let out = document.getElementById(fieldId(prefix, key) + "-error");
+    if (!out) {
+      key = name.split(".")[0];
+      out = document.getElementById(fieldId(prefix, key) + "-error");
+    }
+    if (!out) {
+      rest.push(text);
+      continue;
+    }
+    out.textContent = out.textContent ? out.textContent + " " + text : text;
+    const inputs = form.querySelectorAll('[data-field="' + CSS.escape(key) + '"]');
+    for (const input of inputs) input.setAttribute("aria-invalid", "true");
+    if (!first && inputs[0]) first = inputs[0];
+  }
+  if (first) first.focus();
+  return rest;
+}
+
+// clearOnEdit: a field's error goes once the shopper changes it.
+function clearOnEdit(form) {
+  const clear = (ev) => {
+    const input = ev.target;
+    if (!input.hasAttribute || !input.hasAttribute("aria-invalid")) return;
+    input.removeAttribute("aria-invalid");
+    const out = document.getElementById(input.id + "-error");
+    if (out) out.textContent = "";
+  };
+  form.addEventListener("input", clear);
+  form.addEventListener("change", clear);
+}
+
+function showCheckoutErrors(form, errors) {
+  return showDottedErrors(form, "checkout", errors);
+}
+
+function checkoutLines(cart) {
+  const items = (cart.items || []).filter((i) => availability(i.availability) === "available");
+  return el("table", { class: "cart-items order-lines" },
+    el("caption", { class: "visually-hidden" }, "주문 상품"),
+    el("thead", {}, el("tr", {},
+      el("th", { scope: "col" }, "상품"),
+      el("th", { scope: "col" }, "옵션"),
+      el("th", { scope: "col", class: "num" }, "수량"),
+      el("th", { scope: "col", class: "num" }, "금액"))),
+    el("tbody", {},
+      items.map((i) => el("tr", {},
+        el("td", {}, i.name || i.skuCode),
+        el("td", {}, i.optionText || "-"),
+        el("td", { class: "num" }, won.format(Number(i.quantity)) + "개"),
+        el("td", { class: "num" }, formatPrice(i.lineTotal)))),
+      (cart.gifts || []).map((g) => el("tr", {},
+        el("td", {}, el("span", { class: "badge gift" }, "증정"), " ", g.name),
+        el("td", {}, g.optionText || "-"),
+        el("td", { class: "num" }, won.format(Number(g.quantity || 1)) + "개"),
+        el("td", { class: "num" }, "0원")))));
+}
+
+function totalsList(m, ids) {
+  const fee = amountOf(m.shippingFee);
+  const discount = amountOf(m.discount);
+  return el("dl", {},
+    el("div", {}, el("dt", {}, "상품 금액"), el("dd", { id: ids + "-subtotal" }, formatPrice(m.subtotal))),
+    el("div", {}, el("dt", {}, "할인"), el("dd", { id: ids + "-discount" },
+      discount > 0 ? "-" + formatPrice(m.discount) : formatPrice({ amount: 0 }))),
+    el("div", {}, el("dt", {}, "배송비"), el("dd", { id: ids + "-shipping" }, fee > 0 ? formatPrice(m.shippingFee) : "무료")),
+    el("div", { class: "total" }, el("dt", {}, "결제 금액"), el("dd", { id: ids + "-total" }, formatPrice(m.total))));
+}
+
+function sectionSkeleton(id, title) {
+  const sec = document.getElementById(id);
+  sec.replaceChildren(
+    el("h1", { id: id + "-heading", tabindex: -1 }, title),
+    el("p", { id: id + "-message", class: "message", role: "status" }),
+    el("div", { id: id + "-body" }));
+  return [document.getElementById(id + "-body"), document.getElementById(id + "-message")];
+}
+
+async function loadAddresses() {
+  if (!state.member) return [];
+  try {
+    const data = await api("/api/v1/me/addresses");
+    return (data && data.addresses) || [];
+  } catch (_) {
+    return []; // typed in then
+  }
+}
+
+function addressText(a) {
+  return "(" + a.postalCode + ") " + a.address1 + (a.address2 ? " " + a.address2 : "");
+}
+
+async function showCheckout() {
+  showView("checkout");
+  document.title = "주문/결제 - mall";
+  loadCategories(null);
+  const [body, message] = sectionSkeleton("checkout", "주문/결제");
+  body.replaceChildren(el("p", {}, "불러오는 중…"));
+  await state.ready;
+  await loadCart();
+  const cart = state.cart;
+  if (!cart) {
+    body.replaceChildren();
+    say(message, "장바구니를 불러오지 못했습니다. " + errorText(state.cartError), true);
+    return;
+  }
+  if (!(cart.items || []).length) {
+    body.replaceChildren(el("p", { class: "empty" }, "장바구니가 비어 있습니다."),
+      el("p", {}, el("a", { href: "/", class: "button" }, "쇼핑 계속하기")));
+    return;
+  }
+  if (cart.orderable === false) {
+    body.replaceChildren(el("p", {}, el("a", { href: "/#/cart", class: "button" }, "장바구니로 돌아가기")));
+    say(message, "구매할 수 없는 상품이 장바구니에 있습니다. 장바구니에서 수량을 줄이거나 삭제해 주세요.", true);
+    return;
+  }
+  const addresses = await loadAddresses();
+  renderCheckout(body, message, cart, addresses);
+}
+
+function renderCheckout(body, message, cart, addresses) {
+  const m = state.member;
+  const orderer = el("fieldset", { class: "group" },
+    el("legend", {}, "주문자 정보"),
+    checkoutField("ordererName", "이름", { type: "text", autocomplete: "name", maxlength: 50, value: m ? m.name : null }),
+    checkoutField("ordererPhone", "휴대폰 번호", { type: "tel", autocomplete: "tel", placeholder: "010-1234-5678", value: m ? m.phone : null },
+      m ? null : "비회원 주문은 주문번호와 이 번호로 조회합니다."),
+    checkoutField("ordererEmail", "이메일", { type: "email", autocomplete: "email", maxlength: 254, value: m ? m.email : null }));
+
+  // the address book's entries (default first) or a new address
+  const book = addresses.slice().sort((a, b) => (b.isDefault ? 1 : 0) - (a.isDefault ? 1 : 0));
+  const choices = book.length ? el("div", { class: "address-choices", role: "radiogroup", "aria-label": "배송지 선택" },
+    book.map((a, i) => el("label", { class: "choice" },
+      el("input", { type: "radio", name: "addressChoice", value: String(a.id), checked: i === 0, "data-field": "addressId" }),
+      el("span", {}, el("strong", {}, a.recipient), a.isDefault ? el("span", { class: "badge" }, "기본 배송지") : null,
+        el("br"), addressText(a), el("br"), el("span", { class: "muted" }, a.phone)))),
+    el("label", { class: "choice" },
+      el("input", { type: "radio", name: "addressChoice", value: "new", "data-field": "addressId" }), " 새 배송지 입력"),
+    el("p", { id: "checkout-addressId-error", class: "field-error" })) : null;
+  const newAddress = el("div", { class: "new-address", hidden: book.length > 0 },
+    checkoutField("shippingAddress.recipient", "받는 분", { type: "text", autocomplete: "shipping name", maxlength: 50 }),
+    checkoutField("shippingAddress.phone", "받는 분 휴대폰 번호", { type: "tel", autocomplete: "shipping tel", placeholder: "010-1234-5678" }),
+    checkoutField("shippingAddress.postalCode", "우편번호", { type: "text", autocomplete: "shipping postal-code", inputmode: "numeric", maxlength: 5, class: "short" }),
+    checkoutField("shippingAddress.address1", "주소", { type: "text", autocomplete: "shipping address-line1", maxlength: 200 }),
+    checkoutField("shippingAddress.address2", "상세 주소", { type: "text", autocomplete: "shipping address-line2", maxlength: 200 }),
+    el("p", { id: "checkout-shippingAddress-error", class: "field-error" }));
+  const noteList = el("datalist", { id: "delivery-notes" }, DELIVERY_NOTES.map((n) => el("option", { value: n })));
+  const shipping = el("fieldset", { class: "group" },
+    el("legend", {}, "배송지"),
+    choices,
+    newAddress,
+    checkoutField("deliveryNote", "배송 요청사항 (선택)", { type: "text", maxlength: 200, list: "delivery-notes" }),
+    noteList);
+
+  const methodRadio = (value, checked) => el("label", { class: "choice inline" },
+    el("input", { type: "radio", name: "paymentMethod", value, checked, "data-field": "paymentMethod" }), " " + PAY_METHODS[value]);
+  const providers = el("fieldset", { class: "providers", hidden: true },
+    el("legend", {}, "간편결제 서비스"),
+    Object.entries(EASY_PAY_PROVIDERS).map(([v, t], i) => el("label", { class: "choice inline" },
+      el("input", { type: "radio", name: "provider", value: v, checked: i === 0 }), " " + t)));
+  const payment = el("fieldset", { class: "group" },
+    el("legend", {}, "결제 수단"),
+    el("div", { class: "methods" }, methodRadio("card", true), methodRadio("virtual_account"), methodRadio("easy_pay")),
+    providers,
+    el("p", { id: "checkout-paymentMethod-hint", class: "hint" }, "가상계좌는 발급된 계좌로 입금 기한 안에 입금하면 결제가 완료됩니다."),
+    el("p", { id: "checkout-paymentMethod-error", class: "field-error" }));
+
+  const agree = el("input", { type: "checkbox", id: "checkout-agree", name: "agree", "data-field": "agree", "aria-describedby": "checkout-agree-error" });
+  const button = el("button", { type: "submit", id: "checkout-submit" }, formatPrice(cart.total) + " 결제하기");
+  const summary = el("section", { class: "summary", "aria-labelledby": "checkout-summary-heading" },
+    el("h2", { id: "checkout-summary-heading" }, "주문 상품"),
+    checkoutLines(cart),
+    cart.coupon && cart.coupon.applicable !== false
+      ? el("p", { class: "muted" }, "쿠폰: " + (cart.coupon.name || cart.coupon.code)) : null,
+    totalsList(cart, "checkout"));
+  const form = el("form", { class: "checkout-form", novalidate: true, "aria-labelledby": "checkout-heading" },
+    orderer, shipping, payment, summary,
+    el("div", { class: "agree" },
+      el("label", { for: "checkout-agree" }, agree, " 주문 상품과 결제 금액을 확인했으며 결제에 동의합니다."),
+      el("p", { id: "checkout-agree-error", class: "field-error" })),
+    button,
+    el("p", {}, el("a", { href: "/#/cart" }, "← 장바구니로 돌아가기")));
+  body.replaceChildren(form);
+  clearOnEdit(form);
+
+  const f = form.elements;
+  const method = () => (form.querySelector('input[name="paymentMethod"]:checked') || {}).value || "";
+  const addressChoice = () => (form.querySelector('input[name="addressChoice"]:checked') || {}).value || "new";
+  form.addEventListener("change", (ev) => {
+    if (ev.target.name === "paymentMethod") providers.hidden = method() !== "easy_pay";
+    if (ev.target.name === "addressChoice") newAddress.hidden = addressChoice() !== "new";
+  });
+
+  // One submission, one Idempotency-Key: the same body sent again (after a
+  // network error, a 5xx, a double click) reuses it, so it can only ever be
+  // one order; a changed form or a definite refusal starts a new key.
+  let sent = null; // {key, json}
+  let submitting = false;
+
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (submitting) return;
+    clearErrors(form);
+    say(message, "");
+    const order = {
+      paymentMethod: method(),
+      ordererName: f.ordererName.value.trim(),
+      ordererPhone: f.ordererPhone.value.trim(),
+      ordererEmail: f.ordererEmail.value.trim(),
+    };
+    const missing = {};
+    const choice = addressChoice();
+    if (choice !== "new") {
+      order.addressId = Number(choice);
+    } else {
+      const a = {
+        recipient: f["shippingAddress.recipient"].value.trim(),
+        phone: f["shippingAddress.phone"].value.trim(),
+        postalCode: f["shippingAddress.postalCode"].value.trim(),
+        address1: f["shippingAddress.address1"].value.trim(),
+        address2: f["shippingAddress.address2"].value.trim(),
+      };
+      order.shippingAddress = a;
+      if (!a.recipient) missing["shippingAddress.recipient"] = "받는 분 이름을 입력해 주세요.";
+      if (!a.phone) missing["shippingAddress.phone"] = "받는 분 휴대폰 번호를 입력해 주세요.";
+      if (!a.postalCode) missing["shippingAddress.postalCode"] = "우편번호를 입력해 주세요.";
+      if (!a.address1) missing["shippingAddress.address1"] = "주소를 입력해 주세요.";
+    }
+    const note = f.deliveryNote.value.trim();
+    if (note) order.deliveryNote = note;
+    if (!order.ordererName) missing.ordererName = "주문자 이름을 입력해 주세요.";
+    if (!order.ordererPhone) missing.ordererPhone = "휴대폰 번호를 입력해 주세요.";
+    if (!order.ordererEmail) missing.ordererEmail = "이메일을 입력해 주세요.";
+    if (!order.paymentMethod) missing.paymentMethod = "결제 수단을 선택해 주세요.";
+    if (!agree.checked) missing.agree = "주문 내용 확인 및 결제에 동의해 주세요.";
+    if (Object.keys(missing).length) {
+      showCheckoutErrors(form, missing);
+      say(message, "입력한 내용을 확인해 주세요.", true);
+      return;
+    }
+    const provider = (form.querySelector('input[name="provider"]:checked') || {}).value || "tosspay";
+    const json = JSON.stringify(order);
+    if (!sent || sent.json !== json) sent = { key: newKey(), json };
+    submitting = true;
+    button.disabled = true;
+    say(message, "주문하는 중…");
+    try {
+      const placed = await writeKeyed("POST", "/api/v1/orders", order, sent.key);
+      const o = placed.order;
+      const memo = { pay: placed.payment, method: enumName(o.paymentMethod) || order.paymentMethod, provider,
+        phone: o.ordererPhone || order.ordererPhone, dueAt: o.paymentDueAt };
+      rememberOrder(o.number, memo);
+      say(message, "주문번호 " + o.number + " 결제창으로 이동합니다…");
+      openPaymentWindow(memo);
+      // the page is leaving; the button stays disabled
+    } catch (err) {
+      submitting = false;
+      button.disabled = false;
+      const retryable = !(err instanceof ApiError) || err.status >= 500;
+      if (!retryable) sent = null;
+      say(message, placeErrorText(err, form), true);
+      if (err instanceof ApiError && err.status === 409) refreshCheckoutCart(form);
+    }
+  });
+}
+
+// placeErrorText: why the order was not placed (field errors go next to
+// their fields).
+function placeErrorText(err, form) {
+  if (!(err instanceof ApiError)) return "주문하지 못했습니다. " + errorText(err) + " 같은 주문은 한 번만 접수됩니다.";
+  switch (err.code) {
+  case "out_of_stock":
+    return "재고가 부족한 상품이 있어 주문하지 못했습니다. 장바구니에서 수량을 확인해 주세요.";
+  case "cart_not_orderable":
+    return "구매할 수 없는 상품이 장바구니에 있어 주문하지 못했습니다. 장바구니에서 수량을 줄이거나 삭제해 주세요.";
+  case "cart_empty":
+    return "장바구니가 비어 있습니다.";
+  case "too_many_lines":
+    return "한 번에 주문할 수 있는 상품 종류를 넘었습니다. 일부는 나누어 주문해 주세요.";
+  case "idempotency_key_reused":
+    return "주문 내용이 바뀌었습니다. 다시 결제하기를 눌러 주세요.";
+  }
+  if (err.status === 400 && err.fields) {
+    const texts = {};
+    for (const [name, msg] of Object.entries(err.fields)) texts[name] = CHECKOUT_FIELD_TEXT[name] || msg;
+    const rest = showCheckoutErrors(form, texts);
+    return ["입력한 내용을 확인해 주세요."].concat(rest).join(" ");
+  }
+  if (err.status === 404 && err.fields && err.fields.addressId) {
+    showCheckoutErrors(form, { addressId: CHECKOUT_FIELD_TEXT.addressId });
+    return "선택한 배송지를 찾을 수 없습니다.";
+  }
+  if (err.status >= 500) return "주문하지 못했습니다. " + errorText(err) + " 같은 주문은 한 번만 접수됩니다.";
+  return "주문하지 못했습니다. " + errorText(err);
+}
+
+// refreshCheckoutCart: after a 409 the cart is not what the page shows: the
+// header count, and a link to the cart where the lines say what changed.
+async function refreshCheckoutCart(form) {
+  await loadCart();
+  if (!form.querySelector(".to-cart"))
+    form.querySelector("#checkout-submit").after(" ", el("a", { href: "/#/cart", class: "button to-cart" }, "장바구니 확인"));
+}
+
+// ---- the order as the shopper sees it ----------------------------------------
+
+function depositBox(account, order) {
+  if (!account || !account.accountNumber) return null;
+  return el("section", { class: "deposit", id: "deposit-account", "aria-labelledby": "deposit-heading" },
+    el("h2", { id: "deposit-heading" }, "입금하실 계좌"),
+    el("dl", {},
+      el("div", {}, el("dt", {}, "은행"), el("dd", { id: "deposit-bank" }, BANKS[account.bank] || account.bank)),
+      el("div", {}, el("dt", {}, "계좌번호"), el("dd", { id: "deposit-account-number" }, account.accountNumber)),
+      account.customerName ? el("div", {}, el("dt", {}, "입금자명"), el("dd", {}, account.customerName)) : null,
+      el("div", {}, el("dt", {}, "입금 금액"), el("dd", {}, formatPrice(order.total))),
+      el("div", {}, el("dt", {}, "입금 기한"), el("dd", { id: "deposit-due" }, dateTime(account.dueDate || order.paymentDueAt)))),
+    el("p", { class: "hint" }, "입금 기한이 지나면 주문이 자동으로 취소됩니다."));
+}
+
+function orderDetails(o, extra) {
+  const status = enumName(o.status);
+  const a = o.shippingAddress || {};
+  const method = PAY_METHODS[enumName(o.paymentMethod)] || enumName(o.paymentMethod);
+  const provider = extra && extra.provider ? " (" + extra.provider + ")" : "";
+  return el("div", { class: "order-detail" },
+    el("dl", { class: "facts" },
+      el("div", {}, el("dt", {}, "주문번호"), el("dd", { id: "order-number" }, o.number)),
+      el("div", {}, el("dt", {}, "주문 상태"), el("dd", { id: "order-status", class: "status-" + status }, statusText(status))),
+      el("div", {}, el("dt", {}, "결제 수단"), el("dd", {}, method + provider)),
+      el("div", {}, el("dt", {}, "주문일시"), el("dd", {}, dateTime(o.placedAt))),
+      (status === "pending_payment" || status === "awaiting_deposit") && o.paymentDueAt
+        ? el("div", {}, el("dt", {}, status === "pending_payment" ? "결제 기한" : "입금 기한"),
+          el("dd", {}, dateTime(o.paymentDueAt))) : null,
+      o.paidAt ? el("div", {}, el("dt", {}, "결제일시"), el("dd", {}, dateTime(o.paidAt))) : null,
+      o.cancelledAt ? el("div", {}, el("dt", {}, "취소일시"), el("dd", {}, dateTime(o.cancelledAt))) : null),
+    status === "awaiting_deposit" || status === "pending_payment" ? depositBox(extra && extra.account, o) : null,
+    el("h2", {}, "주문 상품"),
+    el("table", { class: "cart-items order-lines", id: "order-lines" },
+      el("caption", { class: "visually-hidden" }, "주문 상품"),
+      el("thead", {}, el("tr", {},
+        el("th", { scope: "col" }, "상품"),
+        el("th", { scope: "col" }, "옵션"),
+        el("th", { scope: "col", class: "num" }, "수량"),
+        el("th", { scope: "col", class: "num" }, "금액"))),
+      el("tbody", {}, (o.lines || []).map((l) => el("tr", {},
+        el("td", {}, l.gift ? [el("span", { class: "badge gift" }, "증정"), " "] : null, l.name || l.skuCode),
+        el("td", {}, l.optionText || "-"),
+        el("td", { class: "num" }, won.format(Number(l.quantity)) + "개"),
+        el("td", { class: "num" }, formatPrice(l.lineTotal)))))),
+    el("section", { class: "summary" }, totalsList(o, "order")),
+    el("h2", {}, "배송 정보"),
+    el("dl", { class: "facts" },
+      el("div", {}, el("dt", {}, "받는 분"), el("dd", {}, (a.recipient || "") + (a.phone ? " · " + a.phone : ""))),
+      el("div", {}, el("dt", {}, "주소"), el("dd", {}, a.address1 ? addressText(a) : "-")),
+      o.deliveryNote ? el("div", {}, el("dt", {}, "요청사항"), el("dd", {}, o.deliveryNote)) : null,
+      el("div", {}, el("dt", {}, "주문자"), el("dd", {}, [o.ordererName, o.ordererPhone, o.ordererEmail].filter(Boolean).join(" · ")))));
+}
+
+// orderActions: pay again (an unpaid order this tab placed) and cancel.
+function orderActions(o, message, redraw) {
+  const status = enumName(o.status);
+  const memo = orderMemo(o.number);
+  const box = el("div", { class: "order-actions" });
+  if (status === "pending_payment" && canPayAgain(memo)) {
+    const pay = el("button", { type: "submit", id: "order-pay" }, "결제하기");
+    pay.addEventListener("click", () => { pay.disabled = true; openPaymentWindow(memo); });
+    box.append(pay, " ");
+  }
+  if (CANCELLABLE.includes(status)) {
+    const paid = status === "paid" || status === "preparing";
+    const cancel = el("button", { type: "button", id: "order-cancel" }, "주문 취소");
+    // a paid virtual account is refunded to an account the shopper names
+    const refund = el("fieldset", { class: "group refund-account",
+      hidden: !(paid && enumName(o.paymentMethod) === "virtual_account") },
+      el("legend", {}, "환불받을 계좌"),
+      el("div", { class: "field" },
+        el("label", { for: "cancel-refundAccount-bank" }, "은행"),
+        el("select", { id: "cancel-refundAccount-bank", name: "refundAccount.bank", "data-field": "refundAccount.bank",
+          "aria-describedby": "cancel-refundAccount-bank-error" },
+          el("option", { value: "" }, "은행 선택"),
+          Object.entries(BANKS).map(([code, name]) => el("option", { value: code }, name))),
+        el("p", { id: "cancel-refundAccount-bank-error", class: "field-error" })),
+      dottedField("cancel", "refundAccount.accountNumber", "계좌번호", { type: "text", inputmode: "numeric", maxlength: 24 }),
+      dottedField("cancel", "refundAccount.holderName", "예금주", { type: "text", maxlength: 60, value: o.ordererName || null }));
+    const yes = el("button", { type: "submit", id: "order-cancel-confirm" }, "주문 취소하기");
+    const no = el("button", { type: "button", class: "link" }, "돌아가기");
+    const confirmBox = el("form", { class: "confirm-cancel", hidden: true, novalidate: true, "aria-label": "주문 취소 확인" },
+      el("p", {}, paid
+        ? (refund.hidden ? "결제한 금액은 결제 수단으로 환불됩니다." : "결제한 금액은 입력한 계좌로 환불됩니다.") + " 주문을 취소할까요?"
+        : "주문을 취소할까요? 주문한 상품의 재고와 쿠폰은 되돌려집니다."),
+      refund, yes, " ", no);
+    clearOnEdit(confirmBox);
+    cancel.addEventListener("click", () => { confirmBox.hidden = false; cancel.hidden = true; yes.focus(); });
+    no.addEventListener("click", () => { confirmBox.hidden = true; cancel.hidden = false; cancel.focus(); });
+    confirmBox.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      clearErrors(confirmBox);
+      const body = { reason: "고객 요청" };
+      if (!refund.hidden) {
+        const f = confirmBox.elements;
+        body.refundAccount = {
+          bank: f["refundAccount.bank"].value,
+          accountNumber: f["refundAccount.accountNumber"].value.replace(/[\s-]/g, ""),
+          holderName: f["refundAccount.holderName"].value.trim(),
+        };
+        const missing = {};
+        if (!body.refundAccount.bank) missing["refundAccount.bank"] = "은행을 선택해 주세요.";
+        if (!body.refundAccount.accountNumber) missing["refundAccount.accountNumber"] = "계좌번호를 입력해 주세요.";
+        if (!body.refundAccount.holderName) missing["refundAccount.holderName"] = "예금주를 입력해 주세요.";
+        if (Object.keys(missing).length) {
+          showDottedErrors(confirmBox, "cancel", missing);
+          say(message, "환불받을 계좌를 확인해 주세요.", true);
+          return;
+        }
+      }
+      yes.disabled = true;
+      no.disabled = true;
+      say(message, "주문을 취소하는 중…");
+      try {
+        const after = await write("POST", orderPath(o.number, "/cancel"), body);
+        redraw(after);
+        say(message, paid ? "주문을 취소했습니다. 결제한 금액은 환불됩니다." : "주문을 취소했습니다.");
+      } catch (err) {
+        yes.disabled = false;
+        no.disabled = false;
+        if (err instanceof ApiError && err.code === "refund_account_required") {
+          refund.hidden = false;
+          say(message, "가상계좌로 결제한 주문은 환불받을 계좌가 필요합니다. 계좌를 입력해 주세요.", true);
+          confirmBox.elements["refundAccount.bank"].focus();
+        } else if (err instanceof ApiError && err.status === 400 && err.fields) {
+          const rest = showDottedErrors(confirmBox, "cancel", refundFieldTexts(err.fields));
+          say(message, ["입력한 내용을 확인해 주세요."].concat(rest).join(" "), true);
+        } else {
+          say(message, cancelErrorText(err), true);
+        }
+      }
+    });
+    box.append(cancel, confirmBox);
+  }
+  return box.childNodes.length ? box : null;
+}
+
+const REFUND_FIELD_TEXT = {
+  "refundAccount.bank": "은행을 선택해 주세요.",
+  "refundAccount.accountNumber": "계좌번호를 숫자 6~20자리로 입력해 주세요.",
+  "refundAccount.holderName": "예금주를 60자 이내로 입력해 주세요.",
+};
+
+function refundFieldTexts(fields) {
+  const out = {};
+  for (const [name, msg] of Object.entries(fields)) out[name] = REFUND_FIELD_TEXT[name] || msg;
+  return out;
+}
+
+function cancelErrorText(err) {
+  if (!(err instanceof ApiError)) return "주문을 취소하지 못했습니다. " + errorText(err);
+  if (err.code === "refund_unavailable")
+    return err.status >= 500
+      ? "지금은 환불을 처리할 수 없어 주문을 취소하지 못했습니다. 잠시 후 다시 시도해 주세요."
+      : "결제가 끝난 주문은 지금 온라인으로 취소할 수 없습니다. 고객센터로 문의해 주세요.";
+  if (err.code === "illegal_transition")
+    return "이미 배송이 시작되었거나 취소된 주문이라 취소할 수 없습니다.";
+  if (err.status === 404) return "주문을 찾을 수 없습니다.";
+  return "주문을 취소하지 못했습니다. " + errorText(err);
+}
+
+// renderOrder: the order and its actions into body.
+function renderOrder(body, message, o) {
+  const memo = orderMemo(o.number) || {};
+  const provider = memo.provider && enumName(o.paymentMethod) === "easy_pay" ? EASY_PAY_PROVIDERS[memo.provider] : "";
+  body.replaceChildren(...[
+    orderDetails(o, { account: memo.account, provider }),
+    orderActions(o, message, (after) => renderOrder(body, message, after)),
+    el("p", { class: "order-links" },
+      el("a", { href: "/#/orders" }, state.member ? "주문 내역" : "주문 조회"), " · ",
+      el("a", { href: "/" }, "쇼핑 계속하기")),
+  ].filter(Boolean));
+}
+
+// ---- the PG's return ---------------------------------------------------------
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// pollOrder: reads the order until it left pending_payment (the order service
+// takes the payment in a moment after the confirm), a few times.
+async function pollOrder(o, tries) {
+  for (let i = 0; i < tries && enumName(o.status) === "pending_payment"; i++) {
+    await sleep(1000);
+    try {
+      o = await api(orderPath(o.number));
+    } catch (_) {
+      // keep what we have
+    }
+  }
+  return o;
+}
+
+function confirmErrorText(err) {
+  if (!(err instanceof ApiError)) return "결제를 확인하지 못했습니다. " + errorText(err);
+  switch (err.code) {
+  case "payment_rejected":
+    return "카드사 또는 결제 서비스에서 결제를 승인하지 않았습니다. 결제된 금액은 없습니다. 다시 결제하거나 다른 결제 수단을 이용해 주세요.";
+  case "amount_mismatch":
+    return "결제 금액이 주문 금액과 달라 결제하지 않았습니다.";
+  case "order_not_payable":
+    return "결제할 수 없는 주문입니다. 결제 기한이 지났거나 취소된 주문입니다.";
+  case "already_paid":
+    return "이미 결제가 끝난 주문입니다.";
+  }
+  if (err.status === 404) return "결제 정보를 찾을 수 없습니다. 결제 시간이 지났을 수 있습니다.";
+  if (err.status >= 500) return "결제를 확인하지 못했습니다. 잠시 후 다시 시도해 주세요. 다시 시도해도 한 번만 결제됩니다.";
+  return "결제를 확인하지 못했습니다. " + errorText(err);
+}
+
+async function showPaymentSuccess(params) {
+  showView("order");
+  document.title = "결제 확인 - mall";
+  loadCategories(null);
+  const [body, message] = sectionSkeleton("order", "결제 확인");
+  const heading = document.getElementById("order-heading");
+  const paymentKey = params.get("paymentKey") || "";
+  const orderId = params.get("orderId") || "";
+  const amount = Number(params.get("amount") || 0);
+  if (!paymentKey || !orderId || !(amount > 0)) {
+    say(message, "결제 정보가 올바르지 않습니다. 주문 조회에서 주문 상태를 확인해 주세요.", true);
+    body.replaceChildren(el("p", {}, el("a", { href: "/#/orders" }, "주문 조회")));
+    return;
+  }
+  say(message, "결제를 확인하는 중입니다. 창을 닫지 마세요…");
+  const key = newKey();
+  let result = null;
+  for (let attempt = 0; attempt < 3 && !result; attempt++) {
+    try {
+      result = await writeKeyed("POST", "/api/v1/payments/confirm", { paymentKey, orderId, amount }, key);
+    } catch (err) {
+      const retryable = !(err instanceof ApiError) || err.status >= 500;
+      if (!retryable || attempt === 2) {
+        heading.textContent = "결제하지 못했습니다";
+        say(message, confirmErrorText(err), true);
+        const memo = orderMemo(orderId);
+        const actions = [];
+        if (retryable) {
+          const again = el("button", { type: "button", id: "confirm-again" }, "결제 확인 다시 시도");
+          again.addEventListener("click", () => route());
+          actions.push(again, " ");
+        } else if (err.code !== "already_paid" && err.code !== "order_not_payable" && canPayAgain(memo)) {
+          const pay = el("button", { type: "submit", id: "pay-again" }, "다시 결제하기");
+          pay.addEventListener("click", () => { pay.disabled = true; openPaymentWindow(memo); });
+          actions.push(pay, " ");
+        }
+        actions.push(el("a", { href: "/#/orders/" + encodeURIComponent(orderId), class: "button" }, "주문 보기"), " ",
+          el("a", { href: "/#/cart", class: "button" }, "장바구니로 돌아가기"));
+        body.replaceChildren(el("p", { class: "order-actions" }, actions));
+        return;
+      }
+      await sleep(1000);
+    }
+  }
+  const pay = result.payment || {};
+  const patch = {};
+  if (pay.virtualAccount && pay.virtualAccount.accountNumber) patch.account = pay.virtualAccount;
+  if (pay.easyPayProvider) {
+    const p = Object.entries(EASY_PAY_PROVIDERS).find(([, t]) => t === pay.easyPayProvider);
+    if (p) patch.provider = p[0];
+  }
+  rememberOrder(orderId, patch);
+  let o = result.order;
+  const show = () => {
+    const status = enumName(o.status);
+    heading.textContent = status === "awaiting_deposit" ? "주문이 접수되었습니다"
+      : status === "pending_payment" ? "결제를 확인하고 있습니다" : "주문이 완료되었습니다";
+    renderOrder(body, message, o);
+    if (status === "awaiting_deposit") say(message, "아래 계좌로 입금하시면 결제가 완료됩니다.");
+    else if (status === "pending_payment") say(message, "결제 결과를 반영하는 중입니다. 잠시만 기다려 주세요…");
+    else if (status === "paid") say(message, "결제가 완료되었습니다. 주문해 주셔서 감사합니다.");
+    else say(message, "주문 상태: " + statusText(status));
+  };
+  show();
+  heading.focus();
+  if (enumName(o.status) === "pending_payment") {
+    o = await pollOrder(o, 5);
+    show();
+    if (enumName(o.status) === "pending_payment")
+      say(message, "결제는 접수되었고 주문에 반영되는 중입니다. 잠시 후 주문 조회에서 확인해 주세요.");
+  }
+  // a paid order's lines leave the cart (the order service does it a moment later)
+  await loadCart();
+  if (state.cart && Number(state.cart.itemCount) > 0) {
+    await sleep(1500);
+    await loadCart();
+  }
+}
+
+async function showPaymentFail(params) {
+  showView("order");
+  document.title = "결제 실패 - mall";
+  loadCategories(null);
+  const [body, message] = sectionSkeleton("order", "결제하지 못했습니다");
+  const orderId = params.get("orderId") || "";
+  const code = params.get("code") || "";
+  // the PG's own sentence for the shopper (a cancel, a limit...)
+  const text = params.get("message") || "결제가 완료되지 않았습니다.";
+  say(message, text, true);
+  const memo = orderId ? orderMemo(orderId) : null;
+  const actions = [];
+  if (canPayAgain(memo)) {
+    const pay = el("button", { type: "submit", id: "pay-again" }, "다시 결제하기");
+    pay.addEventListener("click", () => { pay.disabled = true; openPaymentWindow(memo); });
+    actions.push(pay, " ");
+  }
+  if (orderId) actions.push(el("a", { href: "/#/orders/" + encodeURIComponent(orderId), class: "button" }, "주문 보기"), " ");
+  actions.push(el("a", { href: "/#/cart", class: "button" }, "장바구니로 돌아가기"));
+  body.replaceChildren(
+    el("dl", { class: "facts" },
+      orderId ? el("div", {}, el("dt", {}, "주문번호"), el("dd", { id: "order-number" }, orderId)) : null,
+      code ? el("div", {}, el("dt", {}, "사유 코드"), el("dd", { class: "muted" }, code)) : null),
+    el("p", {}, "주문은 결제 기한까지 결제 대기 상태로 남아 있습니다. 같은 주문을 다시 결제하거나 장바구니로 돌아가 주문을 바꿀 수 있습니다."),
+    el("p", { class: "order-actions" }, actions));
+}
+
+// ---- my orders, and a guest's lookup -------------------------------------------
+
+async function showOrders() {
+  showView("orders");
+  document.title = (state.member ? "주문 내역" : "비회원 주문 조회") + " - mall";
+  loadCategories(null);
+  await state.ready;
+  if (!state.member) return renderLookup();
+  const [body, message] = sectionSkeleton("orders", "주문 내역");
+  body.replaceChildren(el("p", {}, "불러오는 중…"));
+  try {
+    const data = await api("/api/v1/orders?page=1&pageSize=20");
+    const orders = data.orders || [];
+    if (!orders.length) {
+      body.replaceChildren(el("p", { class: "empty" }, "주문한 내역이 없습니다."),
+        el("p", {}, el("a", { href: "/", class: "button" }, "쇼핑하러 가기")));
+      return;
+    }
+    body.replaceChildren(
+      el("ul", { class: "order-list", id: "order-list" }, orders.map((o) => el("li", { "data-number": o.number },
+        el("a", { href: "/#/orders/" + encodeURIComponent(o.number) },
+          el("span", { class: "order-no" }, o.number),
+          el("span", { class: "order-name" }, o.orderName),
+          el("span", { class: "muted" }, dateTime(o.placedAt)),
+          el("span", { class: "price" }, formatPrice(o.total)),
+          el("span", { class: "badge status-" + enumName(o.status) }, statusText(o.status)))))),
+      Number(data.totalCount) > orders.length
+        ? el("p", { class: "muted" }, "최근 주문 " + orders.length + "건을 보여 드립니다 (전체 " + won.format(Number(data.totalCount)) + "건).") : null);
+  } catch (err) {
+    body.replaceChildren();
+    say(message, "주문 내역을 불러오지 못했습니다. " + errorText(err), true);
+  }
+}
+
+function renderLookup(number, note) {
+  const [body, message] = sectionSkeleton("orders", "비회원 주문 조회");
+  const button = el("button", { type: "submit" }, "조회하기");
+  const form = el("form", { class: "lookup-form", novalidate: true, "aria-labelledby": "orders-heading" },
+    field("lookup", "number", "주문번호", { type: "text", inputmode: "numeric", placeholder: "20261126-000123", maxlength: 15, value: number || null }),
+    field("lookup", "phone", "주문자 휴대폰 번호", { type: "tel", autocomplete: "tel", placeholder: "010-1234-5678" }),
+    button);
+  body.replaceChildren(form, el("p", { class: "muted" }, "회원으로 주문하셨다면 ", el("a", { href: "/#/login" }, "로그인"), "하면 주문 내역을 볼 수 있습니다."));
+  if (note) say(message, note, true);
+  (number ? form.elements.phone : form.elements.number).focus();
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    clearErrors(form);
+    const n = form.elements.number.value.trim();
+    const phone = form.elements.phone.value.trim();
+    const errors = {};
+    if (!/^\d{8}-\d{6}$/.test(n)) errors.number = "주문번호를 20261126-000123 형식으로 입력해 주세요.";
+    if (!phone) errors.phone = "주문할 때 입력한 휴대폰 번호를 입력해 주세요.";
+    if (Object.keys(errors).length) {
+      showFieldErrors(form, "lookup", errors);
+      say(message, "입력한 내용을 확인해 주세요.", true);
+      return;
+    }
+    button.disabled = true;
+    say(message, "조회하는 중…");
+    try {
+      await api("/api/v1/orders/" + encodeURIComponent(n) + "?phone=" + encodeURIComponent(phone));
+      rememberOrder(n, { phone });
+      navigate("#/orders/" + n);
+    } catch (err) {
+      button.disabled = false;
+      if (err instanceof ApiError && err.status === 404) say(message, "주문번호와 휴대폰 번호에 맞는 주문이 없습니다.", true);
+      else if (err instanceof ApiError && err.status === 400 && err.fields) {
+        showFieldErrors(form, "lookup", { phone: "휴대폰 번호를 010-1234-5678 형식으로 입력해 주세요." });
+        say(message, "입력한 내용을 확인해 주세요.", true);
+      } else say(message, errorText(err), true);
+    }
+  });
+}
+
+async function showOrder(number) {
+  showView("order");
+  document.title = "주문 " + number + " - mall";
+  loadCategories(null);
+  await state.ready;
+  const memo = orderMemo(number);
+  if (!state.member && !(memo && memo.phone)) {
+    showView("orders");
+    return renderLookup(number);
+  }
+  const [body, message] = sectionSkeleton("order", "주문 상세");
+  body.replaceChildren(el("p", {}, "불러오는 중…"));
+  try {
+    renderOrder(body, message, await api(orderPath(number)));
+  } catch (err) {
+    body.replaceChildren(el("p", {}, el("a", { href: "/#/orders" }, state.member ? "주문 내역" : "주문 조회")));
+    say(message, err instanceof ApiError && err.status === 404 ? "주문을 찾을 수 없습니다." : errorText(err), true);
+  }
+}
+
+// ---------------------------------------------------------------------------
 // Routing
 
 // navigate: to a hash route ("#/cart") or a page ("/").
@@ -1065,6 +1964,14 @@ function route() {
   if (hash === "/cart") return showCart(useLoaded);
   if (hash === "/login") return showLogin();
   if (hash === "/signup") return showSignup();
+  if (hash === "/checkout") return showCheckout();
+  if (hash === "/orders") return showOrders();
+  const order = /^\/orders\/([0-9-]+)$/.exec(hash);
+  if (order) return showOrder(order[1]);
+  // the PG's window comes back to /?checkout=success|fail&...
+  const checkout = params.get("checkout");
+  if (!hash && checkout === "success") return showPaymentSuccess(params);
+  if (!hash && checkout === "fail") return showPaymentFail(params);
   const product = params.get("product");
   if (product) return showProduct(product);
   return showList(params);

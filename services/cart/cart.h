@@ -107,9 +107,12 @@ mall_code cart_store_remove(mall_db_conn *conn, mall_arena *a, const Mall__Cart_
 /* cart_store_set_coupon: code NULL removes the coupon. */
 mall_code cart_store_set_coupon(mall_db_conn *conn, mall_arena *a, const Mall__Cart__CartRef *ref,
                                 const char *key, const char *code, mall_status *st);
-/* cart_store_clear: removes every line and the coupon. */
+/* cart_store_clear: removes every line and the coupon, or, with n taken
+ * lines (a paid order's), takes those quantities off their lines (a line left
+ * at 0 goes) and the coupon when it is coupon (NULL: the coupon stays). */
 mall_code cart_store_clear(mall_db_conn *conn, mall_arena *a, const Mall__Cart__CartRef *ref,
-                           const char *key, mall_status *st);
+                           const char *key, Mall__Cart__TakenLine *const *taken, size_t n,
+                           const char *coupon, mall_status *st);
 /* cart_store_guest_delete: deletes a guest cart from Redis (after a merge
  * committed). */
 mall_code cart_store_guest_delete(const char *guest_id, mall_status *st);

@@ -586,11 +586,23 @@ cart_clear(mall_rpc_ctx *ctx, const ProtobufCMessage *req_, ProtobufCMessage **r
 	const Mall__Cart__ClearCartRequest *req = (const void *)req_;
 	mall_db_conn *conn = mall_rpc_ctx_worker(ctx);
 	cart_ref_check(st, req->cart);
+	if (req->n_lines > CART_LINES_MAX)
+		mall_status_field(st, "lines", "must be at most %d", CART_LINES_MAX);
+	for (size_t i = 0; i < req->n_lines && i < CART_LINES_MAX; i++)
+		if (req->lines[i]->sku_id <= 0 || req->lines[i]->quantity <= 0) {
+			mall_status_field(st, "lines", "need a skuId and a quantity, both positive");
+			break;
+		}
+	if (strlen(req->coupon_code) > 64)
+		mall_status_field(st, "couponCode", "must be a coupon code");
 	if (st->code != MALL_OK)
 		return st->code;
 	if (cart_store_clear(conn, mall_rpc_ctx_arena(ctx), req->cart,
-	                     mall_rpc_ctx_idempotency_key(ctx), st) != MALL_OK)
+	                     mall_rpc_ctx_idempotency_key(ctx), req->lines, req->n_lines,
+	                     *req->coupon_code ? req->coupon_code : NULL, st) != MALL_OK)
 		return st->code;
+	if (req->n_lines > 0) /* what the shopper added since stays */
+		return reply_cart(ctx, req->cart, true, reply, st);
 	/* what is left is nothing: priced without reading it back */
 	cart_contents empty;
 	memset(&empty, 0, sizeof(empty));

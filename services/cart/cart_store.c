@@ -149,6 +149,21 @@ static const char lua_coupon[] =
 static const char lua_clear[] = LUA_IDEM "redis.call('DEL', KEYS[1])\n" LUA_DONE
                                          "return {'ok', 0}\n";
 
+/* ARGV: fingerprint, ttl, "sku:qty,sku:qty", coupon ("": keep it) */
+static const char lua_take[] =
+    LUA_IDEM
+    "for sku, q in string.gmatch(ARGV[3], '(%d+):(%d+)') do\n"
+    "  local f = 'i:' .. sku\n"
+    "  local cur = tonumber(redis.call('HGET', KEYS[1], f) or '0')\n"
+    "  if cur > tonumber(q) then redis.call('HSET', KEYS[1], f, cur - tonumber(q))\n"
+    "  elseif cur > 0 then redis.call('HDEL', KEYS[1], f, 't:' .. sku) end\n"
+    "end\n"
+    "if ARGV[4] ~= '' and redis.call('HGET', KEYS[1], 'coupon') == ARGV[4] then\n"
+    "  redis.call('HDEL', KEYS[1], 'coupon')\n"
+    "end\n"
+    "if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end\n" LUA_DONE
+    "return {'ok', 0}\n";
+
 /* ARGV: ttl */
 static const char lua_load[] =
     "local h = redis.call('HGETALL', KEYS[1])\n"
@@ -571,20 +586,73 @@ cart_store_set_coupon(mall_db_conn *conn, mall_arena *a, const Mall__Cart__CartR
 	return MALL_OK;
 }
 
+/* taken_text: the taken lines as "sku:qty,sku:qty", for the Lua script. */
+static char *
+taken_text(mall_arena *a, Mall__Cart__TakenLine *const *taken, size_t n)
+{
+	char *out = mall_arena_strdup(a, "");
+	for (size_t i = 0; i < n; i++)
+		out = mall_arena_printf(a, "%s%s%lld:%d", out, i ? "," : "",
+		                        (long long)taken[i]->sku_id, (int)taken[i]->quantity);
+	return out;
+}
+
+#define TAKE_DELETE_SQL                                                                            \
+	"DELETE FROM cart_item c USING unnest($2::bigint[], $3::int[]) t(sku, q) "                 \
+	"WHERE c.member_id = $1 AND c.sku_id = t.sku AND c.quantity <= t.q"
+#define TAKE_UPDATE_SQL                                                                            \
+	"UPDATE cart_item c SET quantity = c.quantity - t.q "                                      \
+	"FROM unnest($2::bigint[], $3::int[]) t(sku, q) "                                         \
+	"WHERE c.member_id = $1 AND c.sku_id = t.sku"
+#define TAKE_COUPON_SQL                                                                            \
+	"UPDATE cart SET coupon_code = NULL, updated_at = now() "                                 \
+	"WHERE member_id = $1 AND coupon_code = $2"
+
 mall_code
 cart_store_clear(mall_db_conn *conn, mall_arena *a, const Mall__Cart__CartRef *ref, const char *key,
+                 Mall__Cart__TakenLine *const *taken, size_t n, const char *coupon,
                  mall_status *st)
 {
 	if (cart_ref_is_guest(ref)) {
-		const char *fp = mall_arena_printf(a, "clear %s", ref->guest_id);
 		script_answer ans;
-		return run_change(a, ref, key, lua_clear, fp, 0, NULL, &ans, st);
+		if (n == 0) {
+			const char *fp = mall_arena_printf(a, "clear %s", ref->guest_id);
+			return run_change(a, ref, key, lua_clear, fp, 0, NULL, &ans, st);
+		}
+		const char *lines = taken_text(a, taken, n);
+		const char *extra[] = {lines, coupon ? coupon : ""};
+		const char *fp = mall_arena_printf(a, "take %s %s %s", ref->guest_id, lines,
+		                                   coupon ? coupon : "");
+		return run_change(a, ref, key, lua_take, fp, 2, extra, &ans, st);
 	}
 	const char *mid = id_text(a, ref->member_id);
-	if (member_lock(conn, a, ref->member_id, false, NULL, NULL, st) != MALL_OK)
+	bool exists;
+	if (member_lock(conn, a, ref->member_id, false, &exists, NULL, st) != MALL_OK)
 		return st->code;
-	/* the lines go with the cart row (ON DELETE CASCADE) */
-	if (mall_db_exec_cmd(conn, st, "DELETE FROM cart WHERE member_id = $1", 1, &mid) < 0)
+	if (n == 0) {
+		/* the lines go with the cart row (ON DELETE CASCADE) */
+		if (mall_db_exec_cmd(conn, st, "DELETE FROM cart WHERE member_id = $1", 1, &mid) <
+		    0)
+			return st->code;
+		return MALL_OK;
+	}
+	if (!exists)
+		return MALL_OK;
+	char *skus = mall_arena_strdup(a, "{"), *qtys = mall_arena_strdup(a, "{");
+	for (size_t i = 0; i < n; i++) {
+		skus = mall_arena_printf(a, "%s%s%lld", skus, i ? "," : "",
+		                         (long long)taken[i]->sku_id);
+		qtys = mall_arena_printf(a, "%s%s%d", qtys, i ? "," : "", (int)taken[i]->quantity);
+	}
+	const char *params[] = {mid, mall_arena_printf(a, "%s}", skus),
+	                        mall_arena_printf(a, "%s}", qtys)};
+	if (mall_db_exec_cmd(conn, st, TAKE_DELETE_SQL, 3, params) < 0 ||
+	    mall_db_exec_cmd(conn, st, TAKE_UPDATE_SQL, 3, params) < 0)
 		return st->code;
-	return MALL_OK;
+	if (coupon != NULL && *coupon) {
+		const char *cp[] = {mid, coupon};
+		if (mall_db_exec_cmd(conn, st, TAKE_COUPON_SQL, 2, cp) < 0)
+			return st->code;
+	}
+	return touch(conn, mid, st);
 }

@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "consumer.h"
 #include "idem.h"
 #include "log.h"
 #include "order.h"
@@ -36,6 +37,7 @@ static const mall_rpc_method methods[] = {
     {"ListOrders", order_list, 0},
     {"CancelOrder", order_cancel, MALL_RPC_MUTATING},
     {"ChangeStatus", order_change_status, MALL_RPC_MUTATING},
+    {"RefundOrder", order_refund, MALL_RPC_MUTATING}, /* the back office's */
 };
 
 /* settings, read before start */
@@ -68,6 +70,8 @@ read_settings(mall_config *cfg)
 	                                                72 * HOUR_MS, 1000, 30 * DAY_MS);
 	env.sweep_interval_ms =
 	    mall_config_duration_ms(cfg, "MALL_ORDER_SWEEP_INTERVAL", 30000, 100, DAY_MS);
+	env.saga_lanes =
+	    (int)mall_config_int(cfg, "MALL_ORDER_SAGA_LANES", 8, 1, MALL_CONSUMER_LANES_MAX);
 	/* a placement's calls each end within their deadline: after a few of
 	 * them, an attempt nobody holds is certainly abandoned */
 	env.attempt_grace_ms = 2 * env.rpc_timeout_ms + 1000;
@@ -162,7 +166,7 @@ start_saga(const char *db, mall_status *st)
 			              "MALL_PAYMENT_EVENTS_ADDRS)",
 			              payment_addrs);
 	}
-	return order_saga_start(db, env.payment, events, st);
+	return order_saga_start(db, env.payment, events, env.saga_lanes, st);
 }
 
 static mall_code
@@ -222,7 +226,7 @@ clear_cart(mall_rpc_ctx *ctx, const Mall__Order__Order *o)
 			guest_id = mall_arena_strdup(a, PQgetvalue(res, 0, 0));
 		PQclear(res);
 	}
-	order_clear_cart(a, trace, o->number, o->member_id, guest_id);
+	order_clear_cart(a, trace, o->number, order_clear_request(a, o, guest_id));
 }
 
 /* The mutation hook: lib/idem.c's, then, once a change to paid committed,

@@ -17,6 +17,9 @@
  *                   abandoned placement attempts)
  *   order_saga.c    the payment saga: payment.* events move orders (paid,
  *                   awaiting deposit, cancelled)
+ *   order_refund.c  refunds through the payment service: CancelOrder's of a
+ *                   paid order, RefundOrder, late refunds of payments
+ *                   approved for cancelled orders (refund_due and the sweep)
  *
  * Every handler runs on an RPC worker thread whose state is the worker's own
  * mall_db_conn; the MALL_RPC_MUTATING ones run inside the transaction that
@@ -41,6 +44,7 @@
 #include "mall/catalog.pb-c.h"
 #include "mall/member.pb-c.h"
 #include "mall/order.pb-c.h"
+#include "mall/payment.pb-c.h"
 
 /* A timestamptz column as RFC 3339 in UTC, "" for NULL (to_char of NULL). */
 #define ORDER_RFC3339(col)                                                                         \
@@ -64,6 +68,7 @@ typedef struct order_env {
 	int64_t card_window_ms;    /* MALL_ORDER_CARD_WINDOW: card, easy pay */
 	int64_t deposit_window_ms; /* MALL_ORDER_DEPOSIT_WINDOW: virtual account */
 	int64_t sweep_interval_ms; /* MALL_ORDER_SWEEP_INTERVAL */
+	int saga_lanes;            /* MALL_ORDER_SAGA_LANES: payment events applied at once */
 	/* an attempt older than this with no order is abandoned (its placement
 	 * crashed or failed): a few RPC deadlines, so no call of it is in flight */
 	int64_t attempt_grace_ms;
@@ -98,6 +103,8 @@ typedef struct order_row {
 	const char *orderer_phone;
 	int64_t total;
 	const char *coupon_code;
+	int64_t refunded; /* refunded so far (won) */
+	Mall__Order__PaymentMethod payment_method;
 } order_row;
 
 /* order_lock: the order numbered number, locked FOR UPDATE, into *row (strings
@@ -185,13 +192,19 @@ mall_code order_release_stock(mall_arena *a, const char *trace, const char *numb
                               mall_status *st);
 mall_code order_release_coupon(mall_arena *a, const char *trace, const char *number,
                                mall_status *st);
-/* order_clear_cart: empties the cart order number was placed from (the
- * member's, or guest_id's for a guest order) once the order is paid and
- * committed, with key "clear-<number>": a repeat is a no-op at the cart, so a
- * cart filled again since stays.  Best effort: a failure is logged (a full
- * cart, never an unpaid order). */
-void order_clear_cart(mall_arena *a, const char *trace, const char *number, int64_t member_id,
-                      const char *guest_id);
+/* order_clear_request: the ClearCart request that takes the paid order o out
+ * of the cart it was placed from (the member's, or guest_id's for a guest
+ * order): its lines' quantities, gifts left out, and its coupon, in a; NULL
+ * when there is nothing to take.  Only what the order took goes: what the
+ * shopper put in the cart since stays. */
+Mall__Cart__ClearCartRequest *order_clear_request(mall_arena *a, const Mall__Order__Order *o,
+                                                 const char *guest_id);
+/* order_clear_cart: sends req (NULL: nothing) once the order is paid and
+ * committed, with key "clear-<number>": a repeat is a no-op at the cart.
+ * Best effort: a failure is logged (a line left in a cart, never an unpaid
+ * order). */
+void order_clear_cart(mall_arena *a, const char *trace, const char *number,
+                      const Mall__Cart__ClearCartRequest *req);
 /* order_peer_failed: st describes the failed call cst of what ("reserve stock
  * for order X"): cst's code, reason and details, its message prefixed. */
 mall_code order_peer_failed(mall_status *st, const mall_status *cst, const char *what);
@@ -204,14 +217,47 @@ mall_code order_peer_failed(mall_status *st, const mall_status *cst, const char 
  * payment relays; NULL or "": pull only).  Each event moves its order in
  * the consumer's transaction (docs/architecture.md, "The payment saga"). */
 mall_code order_saga_start(const char *db, mall_rpc_client *payment, const char *events_addrs,
-                           mall_status *st);
+                           int lanes, mall_status *st);
 /* order_saga_stop: stops the consumer (an event being applied finishes or
  * rolls back).  Safe when it was not started. */
 void order_saga_stop(void);
 
+/* ---- order_refund.c: refunds (keys and ordering: the file's comment) ---- */
+
+mall_code order_refund(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **reply,
+                       mall_status *st);
+/* order_check_refund_account: field errors (refundAccount.bank, ...) of an
+ * account a caller gave; NULL is none and no error. */
+void order_check_refund_account(mall_status *st, const Mall__Order__RefundAccount *ra);
+/* order_refund_cancel: CancelOrder of the locked paid or preparing order
+ * row, in the open transaction: what is left paid is refunded through
+ * PaymentService.Cancel first (a virtual account needs ra, else
+ * FAILED_PRECONDITION refund_account_required), then the order is restocked
+ * and recorded cancelled (order_change).  A failure changes nothing here
+ * (the caller rolls back) and says why. */
+mall_code order_refund_cancel(mall_db_conn *db, mall_arena *a, const char *trace,
+                              const order_row *row, const Mall__Order__RefundAccount *ra,
+                              const char *actor, const char *reason, mall_status *st);
+/* order_refund_due_add: the saga heard that payment_key (amount won) was
+ * approved for the cancelled order row: a refund_due row and a history note,
+ * in the event's transaction; the sweep refunds it. */
+mall_code order_refund_due_add(mall_db_conn *db, mall_arena *a, const order_row *row,
+                               const char *payment_key, int64_t amount, mall_status *st);
+/* order_refund_reported: payment.cancelled p of the order row, which is not
+ * open: an order that did not record that much refunded is brought up to the
+ * payment's balance (a paid or preparing order refunded in full is cancelled
+ * and restocked); otherwise nothing. */
+mall_code order_refund_reported(mall_db_conn *db, mall_arena *a, const order_row *row,
+                                const Mall__Payment__PaymentEvent *p, mall_status *st);
+/* order_refund_sweep: the sweep's pass over due late refunds on db (one
+ * transaction each, the order locked while the payment service is called);
+ * a is reset between them.  Returns how many it closed. */
+int order_refund_sweep(mall_db_conn *db, mall_arena *a);
+
 /* order_sweep_once: one pass of the sweep on db (its own connection): cancels
- * the open orders past their payment window and cleans up abandoned
- * placement attempts, one per transaction.  Returns how many it handled. */
+ * the open orders past their payment window, refunds late payments and
+ * cleans up abandoned placement attempts, one per transaction.  Returns how
+ * many it handled. */
 int order_sweep_once(mall_db_conn *db);
 
 #endif

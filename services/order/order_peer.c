@@ -85,24 +85,53 @@ order_release_coupon(mall_arena *a, const char *trace, const char *number, mall_
 	                  "ReleaseCoupon", &req.base, &reply, a, trace, key, what, st);
 }
 
-void
-order_clear_cart(mall_arena *a, const char *trace, const char *number, int64_t member_id,
-                 const char *guest_id)
+Mall__Cart__ClearCartRequest *
+order_clear_request(mall_arena *a, const Mall__Order__Order *o, const char *guest_id)
 {
-	if (member_id == 0 && (guest_id == NULL || *guest_id == '\0'))
+	if (o->member_id == 0 && (guest_id == NULL || *guest_id == '\0'))
+		return NULL;
+	Mall__Cart__CartRef *ref = mall_arena_alloc(a, sizeof(*ref));
+	mall__cart__cart_ref__init(ref);
+	ref->member_id = o->member_id;
+	if (o->member_id == 0)
+		ref->guest_id = mall_arena_strdup(a, guest_id);
+	Mall__Cart__ClearCartRequest *req = mall_arena_alloc(a, sizeof(*req));
+	mall__cart__clear_cart_request__init(req);
+	req->cart = ref;
+	req->coupon_code = mall_arena_strdup(a, o->coupon_code ? o->coupon_code : "");
+	req->lines = mall_arena_alloc(a, (o->n_lines ? o->n_lines : 1) * sizeof(*req->lines));
+	for (size_t i = 0; i < o->n_lines; i++) {
+		const Mall__Order__OrderLine *l = o->lines[i];
+		if (l->gift) /* never a cart line */
+			continue;
+		size_t j = 0;
+		while (j < req->n_lines && req->lines[j]->sku_id != l->sku_id)
+			j++;
+		if (j == req->n_lines) {
+			Mall__Cart__TakenLine *t = mall_arena_alloc(a, sizeof(*t));
+			mall__cart__taken_line__init(t);
+			t->sku_id = l->sku_id;
+			req->lines[req->n_lines++] = t;
+		}
+		req->lines[j]->quantity += l->quantity;
+	}
+	if (req->n_lines == 0) /* nothing but gifts: nothing to take */
+		return NULL;
+	return req;
+}
+
+void
+order_clear_cart(mall_arena *a, const char *trace, const char *number,
+                 const Mall__Cart__ClearCartRequest *req)
+{
+	if (req == NULL)
 		return;
-	Mall__Cart__CartRef ref = MALL__CART__CART_REF__INIT;
-	ref.member_id = member_id;
-	if (member_id == 0)
-		ref.guest_id = (char *)guest_id;
-	Mall__Cart__ClearCartRequest req = MALL__CART__CLEAR_CART_REQUEST__INIT;
-	req.cart = &ref;
 	ProtobufCMessage *reply;
 	mall_status st;
 	mall_status_clear(&st);
 	if (order_call(order_env_get()->cart, &mall__cart__cart_service__descriptor, "ClearCart",
-	               &req.base, &reply, a, trace, mall_arena_printf(a, "clear-%s", number),
-	               mall_arena_printf(a, "empty the cart of paid order %s", number),
+	               &req->base, &reply, a, trace, mall_arena_printf(a, "clear-%s", number),
+	               mall_arena_printf(a, "take paid order %s out of its cart", number),
 	               &st) != MALL_OK)
 		mall_log_warn(trace, "%s", st.message);
 }

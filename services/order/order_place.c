@@ -428,10 +428,26 @@ order_place(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **r
 	if (q->n_items == 0)
 		return mall_status_reason(st, MALL_FAILED_PRECONDITION, "cart_empty",
 		                          "could not place the order: the cart is empty");
-	if (!q->orderable)
+	if (!q->orderable) {
+		/* a line short of stock is what ReserveStock would refuse: the
+		 * same answer, whichever check sees it first */
+		for (size_t i = 0; i < q->n_items; i++) {
+			const Mall__Cart__CartItem *it = q->items[i];
+			if (it->availability != MALL__CART__AVAILABILITY__SOLD_OUT &&
+			    it->availability != MALL__CART__AVAILABILITY__INSUFFICIENT_STOCK)
+				continue;
+			mall_status_reason(st, MALL_FAILED_PRECONDITION, "out_of_stock",
+			                   "could not place the order: %lld left of a product, "
+			                   "%d in the cart",
+			                   (long long)it->available_quantity, (int)it->quantity);
+			mall_status_detail(st, "skuId", it->sku_id);
+			mall_status_detail(st, "available", it->available_quantity);
+			return st->code;
+		}
 		return mall_status_reason(st, MALL_FAILED_PRECONDITION, "cart_not_orderable",
 		                          "could not place the order: a line of the cart cannot be "
 		                          "bought as it is");
+	}
 	Mall__Catalog__ReservationLine **rl;
 	size_t nrl = reservation_lines(a, q, &rl);
 	if (nrl > ORDER_LINES_MAX)

@@ -21,11 +21,22 @@
  * unknown here) is recorded in the inbox and ignored with a log line: it
  * must not stop the stream.  A payment approved for an order cancelled
  * already (its window closed first) is noted in the order's history and
- * logged, and the order stays cancelled: that money is to be refunded.
+ * logged, and the order stays cancelled: a refund_due row written with the
+ * event has the sweep refund it (order_refund.c).  payment.cancelled of a
+ * paid order is a refund the order recorded when it asked for it, unless
+ * that commit was lost: order_refund_reported catches the order up.
  *
- * The cart of an order the saga made paid is emptied after the commit, by
- * the consumer's applied hook (best effort, as after ChangeStatus).
+ * What a paid order took is taken out of its cart after the commit, by the
+ * consumer's applied hook (best effort, as after ChangeStatus): its lines'
+ * quantities and its coupon, not what the shopper added since.
+ *
+ * The events of different orders do not depend on each other: the consumer
+ * runs MALL_ORDER_SAGA_LANES lanes keyed by order number (consumer.h), so a
+ * slow peer call of one order does not hold up the others, and the events
+ * of one order keep their order.  The handler and the hook therefore run on
+ * several threads; what the hook needs is kept per thread.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,25 +50,53 @@
 #define ACTOR "payment"
 
 /* What the applied hook needs: set by the handler of the event that made an
- * order paid, read after its commit.  Only the consumer's thread touches it. */
+ * order paid, read after its commit, on the same thread (one per lane). */
 typedef struct saga_state {
-	bool clear;
-	char *number;
-	int64_t member_id;
-	char *guest_id;
+	char *number;    /* NULL: nothing to do */
+	uint8_t *clear;  /* the packed ClearCartRequest, NULL: none */
+	size_t clear_len;
 } saga_state;
 
-static saga_state state;
 static mall_consumer *consumer;
+static pthread_key_t state_key;
+static pthread_once_t state_once = PTHREAD_ONCE_INIT;
 
 static void
 state_reset(saga_state *s)
 {
-	s->clear = false;
 	free(s->number);
-	free(s->guest_id);
-	s->number = s->guest_id = NULL;
-	s->member_id = 0;
+	free(s->clear);
+	s->number = NULL;
+	s->clear = NULL;
+	s->clear_len = 0;
+}
+
+static void
+state_free(void *p)
+{
+	state_reset(p);
+	free(p);
+}
+
+static void
+state_key_make(void)
+{
+	if (pthread_key_create(&state_key, state_free) != 0)
+		abort();
+}
+
+/* state: this thread's; freed when the thread ends. */
+static saga_state *
+state(void)
+{
+	pthread_once(&state_once, state_key_make);
+	saga_state *s = pthread_getspecific(state_key);
+	if (s == NULL) {
+		s = mall_xcalloc(1, sizeof(*s));
+		if (pthread_setspecific(state_key, s) != 0)
+			abort();
+	}
+	return s;
 }
 
 static bool
@@ -135,25 +174,29 @@ approved(mall_db_conn *db, mall_arena *a, saga_state *s, const order_row *row,
 		const char *reason = mall_arena_printf(a, "payment %s approved", p->payment_key);
 		if (order_change(db, a, NULL, row, S(PAID), ACTOR, reason, st) != MALL_OK)
 			return st->code;
-		s->clear = true;
+		Mall__Order__Order *o;
+		if (order_load(db, a, row->id, &o, st) != MALL_OK)
+			return st->code;
+		const Mall__Cart__ClearCartRequest *clear =
+		    order_clear_request(a, o, row->guest_id);
 		s->number = mall_xstrdup(row->number);
-		s->member_id = row->member_id;
-		s->guest_id = mall_xstrdup(row->guest_id);
+		if (clear != NULL) {
+			s->clear_len = mall__cart__clear_cart_request__get_packed_size(clear);
+			s->clear = mall_xmalloc(s->clear_len ? s->clear_len : 1);
+			mall__cart__clear_cart_request__pack(clear, s->clear);
+		}
 		mall_log_info(NULL, "order %s paid (payment %s, %lld won)", row->number,
 		              p->payment_key, (long long)paid);
 		return MALL_OK;
 	}
 	if (row->status == S(CANCELLED)) {
+		/* the duty is written with the event, so it outlives any crash; the
+		 * sweep refunds it (order_refund.c) */
 		mall_log_warn(NULL,
 		              "order %s: payment %s approved after the order was cancelled: "
 		              "the order stays cancelled and the payment is to be refunded",
 		              row->number, p->payment_key);
-		return order_note(db, row, ACTOR,
-		                  mall_arena_printf(a,
-		                                    "payment %s approved for a cancelled "
-		                                    "order: to be refunded",
-		                                    p->payment_key),
-		                  st);
+		return order_refund_due_add(db, a, row, p->payment_key, paid, st);
 	}
 	mall_log_info(NULL, "order %s is %s already: payment.approved of payment %s ignored",
 	              row->number, status_text(row->status), p->payment_key);
@@ -199,9 +242,11 @@ ended(mall_db_conn *db, mall_arena *a, const order_row *row, const char *type,
       const Mall__Payment__PaymentEvent *p, mall_status *st)
 {
 	bool expired = strcmp(type, "payment.expired") == 0;
+	if (!is_open(row->status) && strcmp(type, "payment.cancelled") == 0)
+		/* a refund: recorded already, unless its asker's commit was lost */
+		return order_refund_reported(db, a, row, p, st);
 	if (!is_open(row->status) ||
 	    p->status == MALL__PAYMENT__PAYMENT_STATUS__PARTIALLY_CANCELLED) {
-		/* a paid order's refunds are recorded by ChangeStatus for now */
 		mall_log_info(NULL, "order %s is %s: %s of payment %s ignored", row->number,
 		              status_text(row->status), type, p->payment_key);
 		return MALL_OK;
@@ -258,7 +303,8 @@ apply_payment(mall_db_conn *db, mall_arena *a, saga_state *s, const Mall__Rpc__E
 static mall_code
 apply(mall_db_conn *db, const Mall__Rpc__Event *ev, void *arg, mall_status *st)
 {
-	saga_state *s = arg;
+	(void)arg;
+	saga_state *s = state();
 	state_reset(s); /* left by an event that rolled back */
 	mall_arena *a = mall_arena_new();
 	Mall__Payment__PaymentEvent *p = mall__payment__payment_event__unpack(
@@ -281,17 +327,36 @@ static void
 applied(const Mall__Rpc__Event *ev, void *arg)
 {
 	(void)ev;
-	saga_state *s = arg;
-	if (s->clear) {
+	(void)arg;
+	saga_state *s = state();
+	if (s->clear != NULL) {
 		mall_arena *a = mall_arena_new();
-		order_clear_cart(a, NULL, s->number, s->member_id, s->guest_id);
+		Mall__Cart__ClearCartRequest *req = mall__cart__clear_cart_request__unpack(
+		    mall_arena_pb(a), s->clear_len, s->clear);
+		if (req != NULL)
+			order_clear_cart(a, NULL, s->number, req);
 		mall_arena_free(a);
 	}
 	state_reset(s);
 }
 
+/* key: the order an event is about, so that its events stay in order. */
+static uint64_t
+key(const Mall__Rpc__Event *ev, void *arg)
+{
+	(void)arg;
+	mall_arena *a = mall_arena_new();
+	Mall__Payment__PaymentEvent *p = mall__payment__payment_event__unpack(
+	    mall_arena_pb(a), ev->payload.len, ev->payload.data);
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (const char *c = p ? p->order_id : ""; *c; c++)
+		h = (h ^ (uint8_t)*c) * 1099511628211ULL;
+	mall_arena_free(a);
+	return h;
+}
+
 mall_code
-order_saga_start(const char *db, mall_rpc_client *payment, const char *events_addrs,
+order_saga_start(const char *db, mall_rpc_client *payment, const char *events_addrs, int lanes,
                  mall_status *st)
 {
 	static const char *const types[] = {"payment.", NULL};
@@ -303,7 +368,8 @@ order_saga_start(const char *db, mall_rpc_client *payment, const char *events_ad
 	    .types = types,
 	    .apply = apply,
 	    .applied = applied,
-	    .arg = &state,
+	    .lanes = lanes,
+	    .key = key,
 	};
 	return mall_consumer_start(&consumer, &opts, st);
 }
@@ -311,7 +377,6 @@ order_saga_start(const char *db, mall_rpc_client *payment, const char *events_ad
 void
 order_saga_stop(void)
 {
-	mall_consumer_stop(consumer);
+	mall_consumer_stop(consumer); /* its lanes' states go with their threads */
 	consumer = NULL;
-	state_reset(&state);
 }

@@ -1,9 +1,10 @@
 /*
  * order_status.c: an order's life after placing.  CancelOrder (the shopper
- * or the back office), ChangeStatus (the back office, logistics), the
- * side effects of each change (order_change, which the payment saga in
- * order_saga.c shares) and the sweep that cancels orders left unpaid past their window and gives
- * back what abandoned placements took.
+ * or the back office; a paid order's refund is order_refund.c's),
+ * ChangeStatus (the back office, logistics), the side effects of each change
+ * (order_change, which the payment saga in order_saga.c shares) and the
+ * sweep that cancels orders left unpaid past their window, has late payments
+ * refunded (order_refund.c) and gives back what abandoned placements took.
  *
  * Every change locks the order row (FOR UPDATE), checks the transition
  * table, makes the peer's side of it first (release, commit or restock the
@@ -37,7 +38,8 @@ order_transition_ok(Mall__Order__OrderStatus from, Mall__Order__OrderStatus to)
 		return to == S(PREPARING) || to == S(CANCELLED) || to == S(REFUNDED) ||
 		       to == S(PARTIALLY_REFUNDED);
 	case S(PREPARING):
-		return to == S(SHIPPED) || to == S(CANCELLED);
+		return to == S(SHIPPED) || to == S(CANCELLED) || to == S(REFUNDED) ||
+		       to == S(PARTIALLY_REFUNDED);
 	case S(SHIPPED):
 		return to == S(DELIVERED);
 	case S(DELIVERED):
@@ -134,6 +136,7 @@ order_cancel(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **
 	order_check_access_request(st, a, r->number, r->member_id, r->orderer_phone, r->admin,
 	                           &phone);
 	mall_check_text(st, "reason", r->reason, 0, 200);
+	order_check_refund_account(st, r->refund_account);
 	if (st->nfields > 0)
 		return st->code;
 	order_row row;
@@ -141,15 +144,18 @@ order_cancel(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **
 		return st->code;
 	if (!order_access(&row, r->member_id, phone, r->admin))
 		return mall_status_set(st, MALL_NOT_FOUND, "order %s not found", r->number);
+	const char *trace = mall_rpc_ctx_trace_id(ctx);
+	const char *actor = caller_actor(ctx, a, r->member_id, r->admin);
+	mall_code rc;
 	if (row.status == S(PAID) || row.status == S(PREPARING))
-		return mall_status_reason(st, MALL_FAILED_PRECONDITION, "refund_unavailable",
-		                          "order %s is paid: it can be cancelled once refunds are "
-		                          "available",
-		                          row.number);
-	if (!is_open(row.status))
-		return illegal(st, &row, S(CANCELLED));
-	if (cancel_open(db, a, mall_rpc_ctx_trace_id(ctx), &row,
-	                caller_actor(ctx, a, r->member_id, r->admin), r->reason, st) != MALL_OK)
+		/* refunded first: a refund that fails leaves it paid */
+		rc = order_refund_cancel(db, a, trace, &row, r->refund_account, actor, r->reason,
+		                         st);
+	else if (is_open(row.status))
+		rc = cancel_open(db, a, trace, &row, actor, r->reason, st);
+	else
+		rc = illegal(st, &row, S(CANCELLED));
+	if (rc != MALL_OK)
 		return st->code;
 	Mall__Order__Order *o;
 	if (order_load(db, a, row.id, &o, st) != MALL_OK)
@@ -336,6 +342,7 @@ order_sweep_once(mall_db_conn *db)
 		}
 		PQclear(res);
 	}
+	handled += order_refund_sweep(db, a);
 	mall_arena_free(a);
 	return handled;
 }

@@ -31,12 +31,11 @@
 #define HISTORY_SQL                                                                                \
 	"SELECT coalesce(from_status, ''), to_status, actor, reason, " ORDER_RFC3339(              \
 	    "at") " FROM order_status_history WHERE order_id = $1 ORDER BY id"
-#define LOCK_SQL                                                                                   \
-	"SELECT id, number, member_id, guest_id, status, orderer_phone, total, coupon_code "       \
-	"FROM orders WHERE number = $1 FOR UPDATE"
-#define FIND_SQL                                                                                   \
-	"SELECT id, number, member_id, guest_id, status, orderer_phone, total, coupon_code "       \
-	"FROM orders WHERE number = $1"
+#define ROW_COLS                                                                                   \
+	"id, number, member_id, guest_id, status, orderer_phone, total, coupon_code, refunded, "   \
+	"payment_method"
+#define LOCK_SQL "SELECT " ROW_COLS " FROM orders WHERE number = $1 FOR UPDATE"
+#define FIND_SQL "SELECT " ROW_COLS " FROM orders WHERE number = $1"
 #define LIST_SQL                                                                                   \
 	"SELECT id, count(*) OVER () FROM orders WHERE member_id = $1 "                            \
 	"ORDER BY placed_at DESC, id DESC LIMIT $2 OFFSET $3"
@@ -77,6 +76,8 @@ row_from(mall_arena *a, const PGresult *res, order_row *row)
 	row->orderer_phone = col(a, res, 0, 5);
 	row->total = mall_db_int64(res, 0, 6);
 	row->coupon_code = col(a, res, 0, 7);
+	row->refunded = mall_db_int64(res, 0, 8);
+	row->payment_method = order_method_parse(PQgetvalue(res, 0, 9));
 }
 
 static mall_code
@@ -289,16 +290,28 @@ order_get(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **rep
 	                           &phone);
 	if (st->nfields > 0)
 		return st->code;
+	/* one snapshot: the status, the lines and the history as of one moment
+	 * (separate statements could show a status older than its history) */
+	if (mall_db_begin(db, st) != MALL_OK)
+		return st->code;
+	if (mall_db_exec_cmd(db, st, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY",
+	                     0, NULL) < 0)
+		goto fail;
 	order_row row;
 	if (find(db, a, FIND_SQL, r->number, &row, st) != MALL_OK)
-		return st->code;
-	if (!order_access(&row, r->member_id, phone, r->admin))
-		return mall_status_set(st, MALL_NOT_FOUND, "order %s not found", r->number);
+		goto fail;
+	if (!order_access(&row, r->member_id, phone, r->admin)) {
+		mall_status_set(st, MALL_NOT_FOUND, "order %s not found", r->number);
+		goto fail;
+	}
 	Mall__Order__Order *o;
-	if (order_load(db, a, row.id, &o, st) != MALL_OK)
-		return st->code;
+	if (order_load(db, a, row.id, &o, st) != MALL_OK || mall_db_commit(db, st) != MALL_OK)
+		goto fail;
 	*reply = &o->base;
 	return MALL_OK;
+fail:
+	mall_db_rollback(db);
+	return st->code;
 }
 
 mall_code

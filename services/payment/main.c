@@ -1,15 +1,19 @@
 /*
  * main.c: mall-payment, the payment service.  The process life (settings,
  * migrations, database pool, RPC server, outbox relay, ops endpoint, drain on
- * SIGTERM) is lib/service.c's; this file names the methods and holds what the
- * handlers share: the order service's client, the PG client and the pool its
- * exchanges are recorded on.
+ * SIGTERM) is lib/service.c's; this file names the methods, holds what the
+ * handlers share (the order service's client, the PG client and the pool its
+ * exchanges are recorded on) and runs the recovery sweep's thread
+ * (payment_sweep.c).
  *
  *   mall-payment            serve
  *   mall-payment migrate    apply pending migrations and exit
  */
+#include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "config.h"
 #include "log.h"
@@ -19,6 +23,7 @@
 extern const mall_migration_set mall_migrations_payment;
 
 #define SIDE_CONNS 4
+#define DAY_MS (INT64_C(24) * 3600 * 1000)
 
 static const mall_rpc_method methods[] = {
     {"Confirm", payment_confirm, 0},                /* idempotent by order number */
@@ -28,7 +33,7 @@ static const mall_rpc_method methods[] = {
 };
 
 static const char *order_addrs, *pg_url, *pg_secret;
-static int64_t pg_timeout_ms;
+static int64_t pg_timeout_ms, sweep_interval_ms, sweep_grace_ms;
 static payment_env env;
 
 const payment_env *
@@ -50,6 +55,94 @@ read_settings(mall_config *cfg)
 	env.client_key = mall_config_str(cfg, "MALL_PAYMENT_PG_CLIENT_KEY", "test_ck_sandbox");
 	pg_timeout_ms = mall_config_duration_ms(cfg, "MALL_PAYMENT_PG_TIMEOUT", 10000, 100, 120000);
 	env.rpc_timeout_ms = mall_config_duration_ms(cfg, "MALL_RPC_TIMEOUT", 3000, 10, 600 * 1000);
+	sweep_interval_ms =
+	    mall_config_duration_ms(cfg, "MALL_PAYMENT_SWEEP_INTERVAL", 30000, 100, DAY_MS);
+	/* a Confirm holds its row locked while the PG answers, and the sweep
+	 * skips locked rows; the grace only spares the PG a lookup of a confirm
+	 * the shopper is about to retry: a few calls' deadlines past the PG's */
+	sweep_grace_ms = mall_config_duration_ms(cfg, "MALL_PAYMENT_SWEEP_GRACE",
+	                                         pg_timeout_ms + 3 * env.rpc_timeout_ms, 0, DAY_MS);
+}
+
+/* ---- the sweep thread ---- */
+
+static pthread_t sweeper;
+static bool sweeper_running;
+static pthread_mutex_t sweep_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sweep_cv;
+static bool sweep_stop;
+static char *sweep_conninfo;
+
+static bool
+sweep_stopping(void)
+{
+	pthread_mutex_lock(&sweep_mu);
+	bool stop = sweep_stop;
+	pthread_mutex_unlock(&sweep_mu);
+	return stop;
+}
+
+static void *
+sweep_main(void *arg)
+{
+	(void)arg;
+	mall_db_conn *db = mall_db_conn_new(sweep_conninfo);
+	pthread_mutex_lock(&sweep_mu);
+	while (!sweep_stop) {
+		pthread_mutex_unlock(&sweep_mu);
+		int n = payment_sweep_once(db, sweep_grace_ms, sweep_stopping);
+		if (n > 0)
+			mall_log_info(NULL, "payment sweep settled %d payments", n);
+		struct timespec until;
+		clock_gettime(CLOCK_MONOTONIC, &until);
+		int64_t ns = (int64_t)until.tv_nsec + (sweep_interval_ms % 1000) * 1000000;
+		until.tv_sec += (time_t)(sweep_interval_ms / 1000 + ns / 1000000000);
+		until.tv_nsec = (long)(ns % 1000000000);
+		pthread_mutex_lock(&sweep_mu);
+		while (!sweep_stop &&
+		       pthread_cond_timedwait(&sweep_cv, &sweep_mu, &until) != ETIMEDOUT)
+			;
+	}
+	pthread_mutex_unlock(&sweep_mu);
+	mall_db_conn_free(db);
+	return NULL;
+}
+
+static mall_code
+start_sweeper(const char *db, mall_status *st)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&sweep_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	sweep_stop = false;
+	sweep_conninfo = mall_xstrdup(db);
+	if (pthread_create(&sweeper, NULL, sweep_main, NULL) != 0) {
+		free(sweep_conninfo);
+		sweep_conninfo = NULL;
+		pthread_cond_destroy(&sweep_cv);
+		return mall_status_set(st, MALL_INTERNAL,
+		                       "could not start the payment sweep thread");
+	}
+	sweeper_running = true;
+	return MALL_OK;
+}
+
+static void
+stop_sweeper(void)
+{
+	if (!sweeper_running)
+		return;
+	pthread_mutex_lock(&sweep_mu);
+	sweep_stop = true;
+	pthread_cond_signal(&sweep_cv);
+	pthread_mutex_unlock(&sweep_mu);
+	pthread_join(sweeper, NULL);
+	sweeper_running = false;
+	pthread_cond_destroy(&sweep_cv);
+	free(sweep_conninfo);
+	sweep_conninfo = NULL;
 }
 
 static void stop(void);
@@ -76,18 +169,22 @@ start(const char *db, mall_status *st)
 	                   .connect_timeout_ms = 3000,
 	                   .timeout_ms = pg_timeout_ms,
 	                   .record = env.side};
-	if (pg_toss_new(&env.pg, &po, st) != MALL_OK) {
+	if (pg_toss_new(&env.pg, &po, st) != MALL_OK || start_sweeper(db, st) != MALL_OK) {
 		stop();
 		return st->code;
 	}
-	mall_log_info(NULL, "order at %s; PG at %s (timeout %lldms)", order_addrs, pg_url,
-	              (long long)pg_timeout_ms);
+	mall_log_info(NULL,
+	              "order at %s; PG at %s (timeout %lldms); sweep every %lldms of payments "
+	              "confirming for %lldms",
+	              order_addrs, pg_url, (long long)pg_timeout_ms, (long long)sweep_interval_ms,
+	              (long long)sweep_grace_ms);
 	return MALL_OK;
 }
 
 static void
 stop(void)
 {
+	stop_sweeper(); /* first: it uses everything below */
 	pg_toss_free(env.pg);
 	env.pg = NULL;
 	mall_rpc_client_free(env.order);

@@ -7,7 +7,8 @@
  *   pg_toss.c          the PG's HTTP API over libcurl (pg_toss.h)
  *   payment_store.c    payments as rows and messages, GetPayment, recording
  *                      what the PG said with its event
- *   payment_confirm.c  Confirm
+ *   payment_confirm.c  Confirm, and settling a payment with the PG
+ *   payment_sweep.c    the recovery sweep of payments left 'confirming'
  *   payment_webhook.c  DepositWebhook
  *   payment_cancel.c   Cancel (refunds)
  *
@@ -82,6 +83,55 @@ mall_code payment_get(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCM
 
 mall_code payment_confirm(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage **reply,
                           mall_status *st);
+
+/* payment_load_order: order number as the order service has it (admin), in
+ * a; NOT_FOUND naming it when there is none, else the call's error. */
+mall_code payment_load_order(mall_arena *a, const char *trace, const char *number,
+                             Mall__Order__Order **out, mall_status *st);
+
+/* What a confirm is about: the PG's confirm is sent with exactly these
+ * (Idempotency-Key "confirm-<order_id>-<payment_key>"). */
+typedef struct payment_attempt {
+	const char *order_id;
+	const char *payment_key;
+	int64_t amount;
+	const char *currency;
+} payment_attempt;
+
+/* payment_settle: asks the PG about the attempt, whose payment row is locked
+ * (FOR UPDATE) in the transaction open on db, records its answer with its
+ * event as Confirm does, and ends the transaction (committed when something
+ * was recorded, else rolled back).
+ *
+ * confirm: sends the confirm (a repeat of the key gets the PG's first
+ * answer, so this never confirms twice): DONE -> payment.approved,
+ * WAITING_FOR_DEPOSIT -> payment.awaiting_deposit, a REJECT_* answer ->
+ * failed with payment.failed, answered FAILED_PRECONDITION payment_rejected;
+ * DUPLICATED_ORDER_ID / ALREADY_PROCESSED_PAYMENT look the order's payment up
+ * and record it if it is the order's (another key: already_paid).  Without
+ * confirm, only the lookup below.
+ *
+ * resolve (the sweep): a definite refusal (404, 4xx) is followed by a lookup
+ * of the payment key, and what the PG holds is recorded, a payment it never
+ * confirmed as failed (payment.failed), so the row leaves 'confirming'; only
+ * an unknown outcome (PG unreachable, 5xx, timeout) records nothing.
+ *
+ * out->msg is the payment as stored whenever something was recorded (also
+ * when the answer is an error: payment_rejected, already_paid), else NULL. */
+mall_code payment_settle(mall_db_conn *db, mall_arena *a, const char *trace,
+                         const payment_attempt *at, bool confirm, bool resolve, payment_row *out,
+                         mall_status *st);
+
+/* ---- payment_sweep.c ---- */
+
+/* payment_sweep_once: settles (payment_settle with resolve) the payments
+ * left 'confirming' longer than grace_ms, each in its own transaction with
+ * its row taken FOR UPDATE SKIP LOCKED (a confirm in progress, or another
+ * instance's sweep, holds it): the confirm is sent again with its key while
+ * the order awaits payment, else the payment is looked up.  stopping (may be
+ * NULL) is asked between payments: true ends the pass early, so a shutdown
+ * waits for one PG call at most.  Returns how many were settled. */
+int payment_sweep_once(mall_db_conn *db, int64_t grace_ms, bool (*stopping)(void));
 
 /* ---- payment_webhook.c ---- */
 

@@ -25,6 +25,11 @@
  * crash while a new window was opened), the PG answers DUPLICATED_ORDER_ID or
  * ALREADY_PROCESSED_PAYMENT; the order's payment is then looked up at the PG
  * and recorded if it is the order's.
+ *
+ * Steps 4 and 5 are payment_settle, which the recovery sweep
+ * (payment_sweep.c) runs too on a row a crash left 'confirming': the same
+ * confirm with the same key, recorded the same way, so a payment settled by
+ * the sweep cannot differ from one the shopper's retry would have settled.
  */
 #include <string.h>
 
@@ -68,9 +73,9 @@ blank_payment(mall_arena *a)
 	return p;
 }
 
-static mall_code
-load_order(mall_arena *a, const char *trace, const char *number, Mall__Order__Order **out,
-           mall_status *st)
+mall_code
+payment_load_order(mall_arena *a, const char *trace, const char *number, Mall__Order__Order **out,
+                   mall_status *st)
 {
 	Mall__Order__GetOrderRequest req = MALL__ORDER__GET_ORDER_REQUEST__INIT;
 	req.number = (char *)number;
@@ -91,20 +96,202 @@ load_order(mall_arena *a, const char *trace, const char *number, Mall__Order__Or
 	return MALL_OK;
 }
 
-/* commit_reply: commits and answers row. */
-static mall_code
-commit_reply(mall_db_conn *db, const payment_row *row, ProtobufCMessage **reply, mall_status *st)
+/* pg_code: a status reason ("reject_card_payment") as the PG's code
+ * ("REJECT_CARD_PAYMENT"), the form failure_code is stored in. */
+static char *
+pg_code(mall_arena *a, const char *reason)
 {
-	if (mall_db_commit(db, st) != MALL_OK)
-		return st->code;
-	*reply = &row->msg->base;
-	return MALL_OK;
+	char *code = mall_arena_strdup(a, reason);
+	for (char *c = code; *c; c++)
+		if (*c >= 'a' && *c <= 'z')
+			*c = (char)(*c - 'a' + 'A');
+	return code;
+}
+
+/* record_failure: the attempt's payment as failed (code, message) with
+ * payment.failed, in the open transaction; *row as stored. */
+static mall_code
+record_failure(mall_db_conn *db, mall_arena *a, const payment_attempt *at, const char *code,
+               const char *message, payment_row *row, mall_status *st)
+{
+	pg_toss_payment *f = blank_payment(a);
+	f->payment_key = at->payment_key;
+	f->order_id = at->order_id;
+	f->status = "ABORTED";
+	f->total_amount = at->amount;
+	f->currency = at->currency;
+	f->failure_code = code;
+	f->failure_message = message;
+	return payment_record(db, a, at->order_id, f, "payment.failed", 0, row, st);
 }
 
 static mall_code
 fail(mall_db_conn *db, mall_status *st)
 {
 	mall_db_rollback(db);
+	return st->code;
+}
+
+/* settle_lookup: the sweep's last word on a payment (payment_settle with
+ * resolve): what the PG holds of the payment key is recorded, and a payment
+ * the PG never confirmed (still IN_PROGRESS, expired unconfirmed, unknown, of
+ * another order) becomes failed, with refusal (the confirm's definite
+ * refusal, "" if none) as its code, so the row leaves 'confirming' for good.
+ * Only an unknown outcome (the PG unreachable) records nothing. */
+static mall_code
+settle_lookup(mall_db_conn *db, mall_arena *a, const char *trace, const payment_attempt *at,
+              const char *refusal, payment_row *out, mall_status *st)
+{
+	pg_toss_payment *p = NULL;
+	mall_status pst;
+	mall_status_clear(&pst);
+	mall_code rc = pg_toss_get(payment_env_get()->pg, a, trace, at->payment_key, &p, &pst);
+	const char *code = *refusal ? pg_code(a, refusal) : "NOT_CONFIRMED";
+	const char *why;
+	if (rc == MALL_NOT_FOUND) {
+		code = pg_code(a, pst.reason);
+		why = mall_arena_printf(a, "the PG knows no payment %s", at->payment_key);
+	} else if (rc != MALL_OK) {
+		mall_db_rollback(db);
+		*st = pst;
+		return st->code;
+	} else if (strcmp(p->order_id, at->order_id) != 0 || p->total_amount != at->amount) {
+		why = mall_arena_printf(a, "the PG holds payment %s as order %s of %lld, not %lld",
+		                        p->payment_key, p->order_id, (long long)p->total_amount,
+		                        (long long)at->amount);
+	} else {
+		Mall__Payment__PaymentStatus s = payment_status_from_pg(p->status);
+		bool confirmed =
+		    payment_status_final(s) || s == MALL__PAYMENT__PAYMENT_STATUS__FAILED;
+		if (s == MALL__PAYMENT__PAYMENT_STATUS__EXPIRED && !p->has_virtual_account)
+			confirmed = false; /* the confirm window passed, not an account's */
+		if (confirmed) {
+			int64_t cancelled = 0;
+			if (s == MALL__PAYMENT__PAYMENT_STATUS__CANCELLED ||
+			    s == MALL__PAYMENT__PAYMENT_STATUS__PARTIALLY_CANCELLED)
+				cancelled = p->total_amount - p->balance_amount;
+			if (payment_record(db, a, at->order_id, p, payment_event_type(s), cancelled,
+			                   out, st) != MALL_OK ||
+			    mall_db_commit(db, st) != MALL_OK) {
+				mall_db_rollback(db);
+				out->msg = NULL;
+				return st->code;
+			}
+			mall_log_info(trace, "payment %s of order %s: the PG holds it as %s",
+			              p->payment_key, at->order_id, p->status);
+			return MALL_OK;
+		}
+		why = mall_arena_printf(a, "the PG never confirmed payment %s (it is %s)",
+		                        at->payment_key, p->status);
+	}
+	if (record_failure(db, a, at, code, why, out, st) != MALL_OK ||
+	    mall_db_commit(db, st) != MALL_OK) {
+		mall_db_rollback(db);
+		out->msg = NULL;
+		return st->code;
+	}
+	mall_log_info(trace, "payment %s of order %s failed: %s (%s)", at->payment_key,
+	              at->order_id, code, why);
+	return MALL_OK;
+}
+
+mall_code
+payment_settle(mall_db_conn *db, mall_arena *a, const char *trace, const payment_attempt *at,
+               bool confirm, bool resolve, payment_row *out, mall_status *st)
+{
+	const payment_env *env = payment_env_get();
+	out->msg = NULL;
+	out->secret = "";
+	if (!confirm)
+		return settle_lookup(db, a, trace, at, "", out, st);
+
+	char *key = mall_arena_printf(a, "confirm-%s-%s", at->order_id, at->payment_key);
+	pg_toss_payment *p = NULL;
+	mall_status pst;
+	mall_status_clear(&pst);
+	mall_code rc = pg_toss_confirm(env->pg, a, trace, at->payment_key, at->order_id, at->amount,
+	                               key, &p, &pst);
+	if (rc == MALL_OK) {
+		if (strcmp(p->order_id, at->order_id) != 0 || p->total_amount != at->amount) {
+			mall_status_set(
+			    st, MALL_INTERNAL,
+			    "the PG confirmed payment %s as order %s of %lld, not order %s of "
+			    "%lld",
+			    p->payment_key, p->order_id, (long long)p->total_amount, at->order_id,
+			    (long long)at->amount);
+			mall_log_error(trace, "%s", st->message);
+			return fail(db, st);
+		}
+		Mall__Payment__PaymentStatus s = payment_status_from_pg(p->status);
+		if (payment_record(db, a, at->order_id, p, payment_event_type(s), 0, out, st) !=
+		        MALL_OK ||
+		    mall_db_commit(db, st) != MALL_OK) {
+			out->msg = NULL;
+			return fail(db, st);
+		}
+		mall_log_info(trace, "payment %s of order %s: %s (%lld won)", p->payment_key,
+		              at->order_id, p->status, (long long)p->total_amount);
+		return MALL_OK;
+	}
+	if (rc == MALL_FAILED_PRECONDITION && strncmp(pst.reason, "reject_", 7) == 0) {
+		/* a rejection: recorded, with payment.failed, and answered as an error */
+		char *code = pg_code(a, pst.reason);
+		if (record_failure(db, a, at, code, pst.message, out, st) != MALL_OK ||
+		    mall_db_commit(db, st) != MALL_OK) {
+			out->msg = NULL;
+			return fail(db, st);
+		}
+		mall_log_info(trace, "payment %s of order %s rejected by the PG: %s",
+		              at->payment_key, at->order_id, code);
+		return mall_status_reason(st, MALL_FAILED_PRECONDITION, "payment_rejected",
+		                          "the PG rejected the payment of order %s: %.180s",
+		                          at->order_id, pst.message);
+	}
+	if (rc == MALL_FAILED_PRECONDITION &&
+	    (strcmp(pst.reason, "duplicated_order_id") == 0 ||
+	     strcmp(pst.reason, "already_processed_payment") == 0)) {
+		/* another confirm of the order acted: what does the PG hold? */
+		pg_toss_payment *q = NULL;
+		mall_status qst;
+		mall_status_clear(&qst);
+		if (pg_toss_get_by_order(env->pg, a, trace, at->order_id, &q, &qst) == MALL_OK &&
+		    strcmp(q->order_id, at->order_id) == 0 && q->total_amount == at->amount &&
+		    payment_status_final(payment_status_from_pg(q->status))) {
+			Mall__Payment__PaymentStatus s = payment_status_from_pg(q->status);
+			if (payment_record(db, a, at->order_id, q, payment_event_type(s), 0, out,
+			                   st) != MALL_OK ||
+			    mall_db_commit(db, st) != MALL_OK) {
+				out->msg = NULL;
+				return fail(db, st);
+			}
+			mall_log_warn(trace,
+			              "payment %s of order %s was confirmed before: recorded as %s",
+			              q->payment_key, at->order_id, q->status);
+			if (strcmp(q->payment_key, at->payment_key) != 0)
+				return mall_status_reason(
+				    st, MALL_FAILED_PRECONDITION, "already_paid",
+				    "order %s was paid already (with another payment)",
+				    at->order_id);
+			return MALL_OK;
+		}
+		if (resolve)
+			return settle_lookup(db, a, trace, at, pst.reason, out, st);
+		mall_status_reason(st, MALL_FAILED_PRECONDITION, "already_processed", "%.200s",
+		                   pst.message);
+		return fail(db, st);
+	}
+	/* a definite refusal (unknown key, expired window, another amount): the
+	 * sweep settles the row by what the PG holds */
+	if (resolve && (rc == MALL_NOT_FOUND || rc == MALL_FAILED_PRECONDITION))
+		return settle_lookup(db, a, trace, at, pst.reason, out, st);
+	/* anything else (PG down, timeout), or a refusal the shopper is told of:
+	 * nothing recorded but the 'confirming' row; a retry sends the same
+	 * Idempotency-Key */
+	mall_db_rollback(db);
+	*st = pst;
+	if (rc == MALL_NOT_FOUND)
+		st->code = MALL_NOT_FOUND;
+	mall_log_warn(trace, "%s", st->message);
 	return st->code;
 }
 
@@ -116,7 +303,6 @@ payment_confirm(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage
 	mall_arena *a = mall_rpc_ctx_arena(ctx);
 	mall_db_conn *db = mall_rpc_ctx_worker(ctx);
 	const char *trace = mall_rpc_ctx_trace_id(ctx);
-	const payment_env *env = payment_env_get();
 
 	size_t klen = strlen(r->payment_key);
 	if (klen == 0 || klen > 200)
@@ -133,7 +319,7 @@ payment_confirm(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage
 		return st->code;
 
 	Mall__Order__Order *o = NULL;
-	if (load_order(a, trace, r->order_id, &o, st) != MALL_OK)
+	if (payment_load_order(a, trace, r->order_id, &o, st) != MALL_OK)
 		return st->code;
 	int64_t total = o->total ? o->total->amount : 0;
 	if (r->amount <= 0 || r->amount != total) {
@@ -161,11 +347,16 @@ payment_confirm(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage
 	Mall__Payment__Payment *cur = row.msg;
 	bool same_key = strcmp(cur->payment_key, r->payment_key) == 0;
 	if (payment_status_final(cur->status)) {
-		if (same_key)
-			return commit_reply(db, &row, reply, st);
-		mall_status_reason(st, MALL_FAILED_PRECONDITION, "already_paid",
-		                   "order %s was paid already (with another payment)", r->order_id);
-		return fail(db, st);
+		if (!same_key) {
+			mall_status_reason(st, MALL_FAILED_PRECONDITION, "already_paid",
+			                   "order %s was paid already (with another payment)",
+			                   r->order_id);
+			return fail(db, st);
+		}
+		if (mall_db_commit(db, st) != MALL_OK)
+			return st->code;
+		*reply = &row.msg->base;
+		return MALL_OK;
 	}
 	if (cur->status == MALL__PAYMENT__PAYMENT_STATUS__FAILED && same_key) {
 		mall_status_reason(st, MALL_FAILED_PRECONDITION, "payment_rejected",
@@ -184,92 +375,13 @@ payment_confirm(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMessage
 			return fail(db, st);
 	}
 
-	char *key = mall_arena_printf(a, "confirm-%s-%s", r->order_id, r->payment_key);
-	pg_toss_payment *p = NULL;
-	mall_status pst;
-	mall_status_clear(&pst);
-	mall_code rc = pg_toss_confirm(env->pg, a, trace, r->payment_key, r->order_id, r->amount,
-	                               key, &p, &pst);
-	if (rc == MALL_OK) {
-		if (strcmp(p->order_id, r->order_id) != 0 || p->total_amount != r->amount) {
-			mall_status_set(
-			    st, MALL_INTERNAL,
-			    "the PG confirmed payment %s as order %s of %lld, not order %s of "
-			    "%lld",
-			    p->payment_key, p->order_id, (long long)p->total_amount, r->order_id,
-			    (long long)r->amount);
-			mall_log_error(trace, "%s", st->message);
-			return fail(db, st);
-		}
-		Mall__Payment__PaymentStatus s = payment_status_from_pg(p->status);
-		if (payment_record(db, a, r->order_id, p, payment_event_type(s), 0, &row, st) !=
-		    MALL_OK)
-			return fail(db, st);
-		mall_log_info(trace, "payment %s of order %s: %s (%lld won)", p->payment_key,
-		              r->order_id, p->status, (long long)p->total_amount);
-		return commit_reply(db, &row, reply, st);
-	}
-	if (rc == MALL_FAILED_PRECONDITION && strncmp(pst.reason, "reject_", 7) == 0) {
-		/* a rejection: recorded, with payment.failed, and answered as an error */
-		pg_toss_payment *f = blank_payment(a);
-		f->payment_key = r->payment_key;
-		f->order_id = r->order_id;
-		f->status = "ABORTED";
-		f->total_amount = r->amount;
-		f->currency = currency;
-		char *code = mall_arena_strdup(a, pst.reason);
-		for (char *c = code; *c; c++)
-			if (*c >= 'a' && *c <= 'z')
-				*c = (char)(*c - 'a' + 'A');
-		f->failure_code = code;
-		f->failure_message = pst.message;
-		if (payment_record(db, a, r->order_id, f, "payment.failed", 0, &row, st) != MALL_OK)
-			return fail(db, st);
-		if (mall_db_commit(db, st) != MALL_OK)
-			return st->code;
-		mall_log_info(trace, "payment %s of order %s rejected by the PG: %s",
-		              r->payment_key, r->order_id, code);
-		return mall_status_reason(st, MALL_FAILED_PRECONDITION, "payment_rejected",
-		                          "the PG rejected the payment of order %s: %.180s",
-		                          r->order_id, pst.message);
-	}
-	if (rc == MALL_FAILED_PRECONDITION &&
-	    (strcmp(pst.reason, "duplicated_order_id") == 0 ||
-	     strcmp(pst.reason, "already_processed_payment") == 0)) {
-		/* another confirm of the order acted: what does the PG hold? */
-		pg_toss_payment *q = NULL;
-		mall_status qst;
-		mall_status_clear(&qst);
-		if (pg_toss_get_by_order(env->pg, a, trace, r->order_id, &q, &qst) == MALL_OK &&
-		    strcmp(q->order_id, r->order_id) == 0 && q->total_amount == r->amount &&
-		    payment_status_final(payment_status_from_pg(q->status))) {
-			Mall__Payment__PaymentStatus s = payment_status_from_pg(q->status);
-			if (payment_record(db, a, r->order_id, q, payment_event_type(s), 0, &row,
-			                   st) != MALL_OK)
-				return fail(db, st);
-			mall_log_warn(trace,
-			              "payment %s of order %s was confirmed before: recorded as %s",
-			              q->payment_key, r->order_id, q->status);
-			if (strcmp(q->payment_key, r->payment_key) != 0) {
-				if (mall_db_commit(db, st) != MALL_OK)
-					return st->code;
-				return mall_status_reason(
-				    st, MALL_FAILED_PRECONDITION, "already_paid",
-				    "order %s was paid already (with another payment)",
-				    r->order_id);
-			}
-			return commit_reply(db, &row, reply, st);
-		}
-		mall_status_reason(st, MALL_FAILED_PRECONDITION, "already_processed", "%.200s",
-		                   pst.message);
-		return fail(db, st);
-	}
-	/* anything else (unknown key, expired window, PG down): nothing recorded
-	 * but the 'confirming' row; a retry sends the same Idempotency-Key */
-	mall_db_rollback(db);
-	*st = pst;
-	if (rc == MALL_NOT_FOUND)
-		st->code = MALL_NOT_FOUND;
-	mall_log_warn(trace, "%s", st->message);
-	return st->code;
+	payment_attempt at = {.order_id = r->order_id,
+	                      .payment_key = r->payment_key,
+	                      .amount = r->amount,
+	                      .currency = currency};
+	payment_row done;
+	if (payment_settle(db, a, trace, &at, true, false, &done, st) != MALL_OK)
+		return st->code;
+	*reply = &done.msg->base;
+	return MALL_OK;
 }

@@ -11,13 +11,22 @@
 // free shipping and a gift, over the stock), apply coupons (unknown, valid,
 // no longer applicable), sign up (with field errors first), log in (wrong
 // password first) and find the guest cart merged, reload, log out, add as a
-// guest again and log in to a merge with the member's cart, remove a line.
+// guest again and log in to a merge with the member's cart, remove a line;
+// then check out: as the member (the address book, field errors from the
+// API, a double click that places one order, a virtual account's bank and
+// number, the order list and page, cancelling the unpaid order), as a guest
+// by card in the sandbox PG's window (paid, the cart emptied), a sold-out
+// line stopping the order, a payment failing in the window and paid again,
+// one the card company declines and paid again, easy pay, a virtual account
+// paid by deposit and cancelled with a refund account, and a guest's order
+// lookup by number and phone in a new tab, cancelling the paid order.
 // Every write must carry X-CSRF-Token and an Idempotency-Key; no script error
 // may happen on the page.  Screenshots go to the work dir, for people only.
 //
 // Prints "ok <step>" per step, or "FAIL <step>: why" and exits 1.
 // MALL_TEST_CHROMIUM: the browser (default /usr/bin/chromium); MALL_TEST_MALLCTL
-// and MALL_CATALOG_ADDRS: mallctl and the catalog, to change stock meanwhile.
+// and MALL_CATALOG_ADDRS: mallctl and the catalog, to change stock meanwhile;
+// MALL_TEST_PG_URL: the sandbox PG, where the shopper's bank deposit is made.
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
 import fs from "node:fs";
@@ -34,7 +43,9 @@ if (!base || !workdir) {
 }
 const CHROMIUM = process.env.MALL_TEST_CHROMIUM || "/usr/bin/chromium";
 const MALLCTL = process.env.MALL_TEST_MALLCTL;
-assert.ok(MALLCTL && process.env.MALL_CATALOG_ADDRS, "MALL_TEST_MALLCTL and MALL_CATALOG_ADDRS must be set");
+const PG = process.env.MALL_TEST_PG_URL; // the sandbox PG, to pay a virtual account
+assert.ok(MALLCTL && process.env.MALL_CATALOG_ADDRS && PG,
+  "MALL_TEST_MALLCTL, MALL_CATALOG_ADDRS and MALL_TEST_PG_URL must be set");
 const TIMEOUT = 15000; // ms for one expectation (the test build runs under ASan)
 
 // ---- the fixture --------------------------------------------------------
@@ -449,6 +460,302 @@ step("stock running low or out shows on the line and leaves it out of the total"
   await expectValue(cart.qty(tangerine.name), 3, "quantity kept");
   assert.equal(await row.locator(".badge").count(), 0, "no badge once in stock");
   await expectTotals(3 * small.price, coupon.amount, 0, 3 * small.price - coupon.amount);
+});
+
+// ---- checkout and orders ---------------------------------------------------
+
+const guest = { name: "이영희", phone: "010-2222-3333", email: "guest@example.com" };
+const address = { recipient: "김민수", phone: "010-1234-5678", postalCode: "06236",
+  address1: "서울 강남구 테헤란로 152", address2: "12층" };
+const bookAddress = { recipient: "김민수", phone: "010-1234-5678", postalCode: "04524",
+  address1: "서울 중구 세종대로 110", address2: "3층", isDefault: true };
+const sandboxWindow = /\/sandbox\/pay\?/;
+const orderNumber = /^\d{8}-\d{6}$/;
+const order = {
+  number: page.locator("#order-number"),
+  status: page.locator("#order-status"),
+  message: page.locator("#order-message"),
+  lines: page.locator("#order-lines"),
+  total: page.locator("#order-total"),
+};
+const placed = () => writes.filter((w) => w.what === "POST /api/v1/orders").length;
+
+// fillCheckout: the checkout form (orderer only for a guest: a member's is
+// prefilled), a typed-in address, the method and the agreement.
+async function fillCheckout(who, addr, method) {
+  if (who) {
+    await page.getByLabel("이름", { exact: true }).fill(who.name);
+    await page.getByLabel("휴대폰 번호", { exact: true }).fill(who.phone);
+    await page.getByLabel("이메일", { exact: true }).fill(who.email);
+  }
+  const typeIn = page.getByRole("radio", { name: "새 배송지 입력" });
+  if (await typeIn.count()) await typeIn.check(); // a member with an address book
+  await page.getByLabel("받는 분", { exact: true }).fill(addr.recipient);
+  await page.getByLabel("받는 분 휴대폰 번호").fill(addr.phone);
+  await page.getByLabel("우편번호").fill(addr.postalCode);
+  await page.getByLabel("주소", { exact: true }).fill(addr.address1);
+  await page.getByLabel("상세 주소").fill(addr.address2);
+  await page.getByRole("radio", { name: method }).check();
+  await page.getByRole("checkbox", { name: /결제에 동의/ }).check();
+}
+
+async function toCheckout() {
+  await page.goto("/#/cart");
+  await page.locator("#cart-order").click();
+  await page.waitForURL(/#\/checkout$/);
+  await page.locator("#checkout-submit").waitFor();
+}
+
+// inWindow: the sandbox PG's payment window shows the order; returns its number.
+async function inWindow(method, amount) {
+  await page.waitForURL(sandboxWindow);
+  await expectText(page.locator("#method"), method, "method in the window");
+  await expectText(page.locator("#amount"), won(amount), "amount in the window");
+  const number = norm(await page.locator("#order-id").textContent());
+  assert.match(number, orderNumber);
+  return number;
+}
+
+let memberOrder = "";
+let guestOrder = "";
+const memberTotal = 3 * small.price - coupon.amount;
+const riceTotal = (n) => n * rice.skus[0].price + (n * rice.skus[0].price >= FREE ? 0 : FEE);
+
+step("checkout as a member: prefilled orderer, the address book, the API's field errors next to the fields", async () => {
+  // an address in the member's book (there is no page for the book yet)
+  await page.evaluate(async (a) => {
+    const csrf = decodeURIComponent(document.cookie.split("; ").find((c) => c.startsWith("mall_csrf=")).slice(10));
+    const res = await fetch("/api/v1/me/addresses", { method: "POST", body: JSON.stringify(a),
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf, "Idempotency-Key": crypto.randomUUID() } });
+    const text = await res.text(); // an unread body counts as aborted
+    if (res.status !== 201) throw new Error("adding an address: " + res.status + " " + text);
+  }, bookAddress);
+  await toCheckout();
+  assert.ok(await page.getByRole("radio", { name: /세종대로 110/ }).isChecked(), "the default address is chosen");
+  assert.ok(!(await page.getByLabel("우편번호").isVisible()), "no address to type in");
+  await expectValue(page.getByLabel("이름", { exact: true }), member.name, "orderer name");
+  await expectValue(page.getByLabel("휴대폰 번호", { exact: true }), member.phone, "orderer phone");
+  await expectValue(page.getByLabel("이메일", { exact: true }), member.email, "orderer email");
+  await expectText(page.locator("#checkout-total"), won(memberTotal), "checkout total");
+  await expectText(page.locator("#checkout-discount"), "-" + won(coupon.amount), "checkout discount");
+  await expectText(page.locator(".checkout-form .order-lines"), tangerine.name, "lines");
+  await expectText(page.locator("#checkout-submit"), won(memberTotal) + " 결제하기", "button");
+  // nothing agreed, nothing typed: the page says so without calling the API
+  await page.getByRole("radio", { name: "새 배송지 입력" }).check();
+  await page.locator("#checkout-submit").click();
+  await expectText(page.locator("#checkout-agree-error"), "동의", "agreement");
+  await expectText(page.locator("#checkout-shippingAddress-address1-error"), "주소를 입력", "address");
+  assert.equal(placed(), 0, "no order request yet");
+  // a postal code of 4 digits: the API's 400, next to the field
+  await fillCheckout(null, { ...address, postalCode: "0623" }, "가상계좌");
+  await page.locator("#checkout-submit").click();
+  await expectText(page.locator("#checkout-shippingAddress-postalCode-error"), "우편번호 5자리", "postal code (API)");
+  assert.equal(await page.getByLabel("우편번호").getAttribute("aria-invalid"), "true");
+  await expectText(page.locator("#checkout-message"), "입력한 내용을 확인해 주세요", "form message");
+  await expectLabelled(page, "checkout");
+  await shot(page, "checkout-errors");
+});
+
+step("a double click places one order; a virtual account shows bank, account number, due date", async () => {
+  await page.getByRole("radio", { name: /세종대로 110/ }).check(); // back to the book's address
+  const before = placed();
+  await page.locator("#checkout-submit").dblclick();
+  memberOrder = await inWindow("가상계좌", memberTotal);
+  assert.equal(placed() - before, 1, "one POST /api/v1/orders");
+  await page.locator("#pay").click();
+  await page.waitForURL(/\?checkout=success/);
+  await expectText(order.status, "입금 대기", "status");
+  await expectText(order.number, memberOrder, "order number");
+  await expectText(page.locator("#deposit-bank"), /은행|뱅크/, "bank");
+  await expectText(page.locator("#deposit-account-number"), /^\d{10,16}$/, "account number");
+  await expectText(page.locator("#deposit-due"), /\d{4}\. \d+\. \d+\./, "due date");
+  await expectText(order.total, won(memberTotal), "total");
+  await expectText(page.locator(".order-detail"), bookAddress.address1, "the book's address");
+  await shot(page, "virtual-account");
+  // the member's orders: exactly the one
+  await page.locator("#orders-link").click();
+  await page.waitForURL(/#\/orders$/);
+  await expectText(page.locator("#order-list"), memberOrder, "order in the list");
+  assert.equal(await page.locator("#order-list li").count(), 1, "one order");
+  await expectText(page.locator("#order-list li").first(), "입금 대기", "status in the list");
+});
+
+step("the order's page: lines and total; an unpaid order is cancelled from it", async () => {
+  await page.locator("#order-list a").first().click();
+  await page.waitForURL(new RegExp("#/orders/" + memberOrder + "$"));
+  await expectText(order.status, "입금 대기", "status");
+  await expectText(order.lines, tangerine.name, "line");
+  await expectText(order.lines, gift.name, "gift line");
+  await expectText(order.total, won(memberTotal), "total");
+  await page.getByRole("button", { name: "주문 취소", exact: true }).click();
+  await page.getByRole("button", { name: "주문 취소하기" }).click();
+  await expectText(order.status, "주문 취소", "cancelled");
+  await expectText(order.message, "주문을 취소했습니다", "cancel message");
+  assert.equal(await page.locator("#order-cancel").count(), 0, "no cancel button any more");
+});
+
+step("a guest pays by card in the sandbox window: 결제 완료 with the order number", async () => {
+  await header.logout.click();
+  await header.login.waitFor({ state: "visible" });
+  await page.goto("/?product=bt-brown-rice");
+  await addToCart(1);
+  await expectText(page.locator("#buy-message"), "장바구니에 담았습니다", "added");
+  await toCheckout();
+  await expectValue(page.getByLabel("이름", { exact: true }), "", "a guest's orderer is empty");
+  await fillCheckout(guest, address, "카드");
+  await page.locator("#checkout-submit").click();
+  guestOrder = await inWindow("카드", riceTotal(1));
+  await page.locator("#pay").click();
+  await page.waitForURL(/\?checkout=success/);
+  await expectText(order.status, "결제 완료", "status");
+  await expectText(order.number, orderNumber, "order number");
+  assert.equal(norm(await order.number.textContent()), guestOrder);
+  await expectText(order.lines, rice.name, "line");
+  await expectText(order.total, won(riceTotal(1)), "total");
+  await expectText(order.message, "결제가 완료되었습니다", "message");
+  await shot(page, "paid");
+});
+
+step("after paying, the cart no longer holds the ordered line", async () => {
+  const deadline = Date.now() + TIMEOUT;
+  for (;;) {
+    await page.goto("/#/cart");
+    const text = await expectText(page.locator("#cart-body"), /비어 있습니다|합계/, "cart");
+    if (text.includes("비어 있습니다")) break;
+    assert.ok(Date.now() < deadline, "the paid line is still in the cart");
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  await expectText(header.count, "0", "cart count");
+});
+
+step("a sold-out line stops the order with a clear message", async () => {
+  await page.goto("/?product=bt-brown-rice");
+  await addToCart(2);
+  await expectText(page.locator("#buy-message"), "장바구니에 담았습니다", "added");
+  await toCheckout();
+  await fillCheckout(guest, address, "카드");
+  setStock(rice.skus[0].code, 1);
+  await page.locator("#checkout-submit").click();
+  await expectText(page.locator("#checkout-message"), /재고|구매할 수 없는 상품/, "409 message");
+  assert.ok(await page.locator("#checkout-message").evaluate((e) => e.classList.contains("error")));
+  await expectText(page.locator(".to-cart"), "장바구니 확인", "link to the cart");
+  setStock(rice.skus[0].code, rice.skus[0].onHand);
+});
+
+step("a payment failing in the window: the fail page, then paying the same order again", async () => {
+  await page.locator("#checkout-submit").click();
+  const number = await inWindow("카드", riceTotal(2));
+  await page.locator("#fail").click();
+  await page.waitForURL(/\?checkout=fail/);
+  await expectText(order.message, "사용자에 의해 결제가 취소되었습니다", "the PG's message");
+  await expectText(order.number, number, "order number");
+  await shot(page, "payment-failed");
+  await page.getByRole("button", { name: "다시 결제하기" }).click();
+  assert.equal(await inWindow("카드", riceTotal(2)), number, "the same order");
+  await page.locator("#pay").click();
+  await page.waitForURL(/\?checkout=success/);
+  await expectText(order.status, "결제 완료", "paid on the second try");
+  await expectText(order.number, number, "order number");
+});
+
+step("a payment the card company declines: the page says so, paying again succeeds", async () => {
+  await page.goto("/?product=bt-brown-rice");
+  await addToCart(1);
+  await expectText(page.locator("#buy-message"), "장바구니에 담았습니다", "added");
+  await toCheckout();
+  await fillCheckout(guest, address, "카드");
+  await page.locator("#checkout-submit").click();
+  const number = await inWindow("카드", riceTotal(1));
+  await page.locator("#reject").click();
+  await page.waitForURL(/\?checkout=success/);
+  await expectText(page.locator("#order-heading"), "결제하지 못했습니다", "heading");
+  await expectText(order.message, "승인하지 않았습니다", "declined message");
+  await page.getByRole("button", { name: "다시 결제하기" }).click();
+  assert.equal(await inWindow("카드", riceTotal(1)), number, "the same order");
+  await page.locator("#pay").click();
+  await page.waitForURL(/\?checkout=success/);
+  await expectText(order.status, "결제 완료", "paid on the second try");
+});
+
+step("easy pay with KakaoPay", async () => {
+  await page.goto("/?product=bt-brown-rice");
+  await addToCart(1);
+  await expectText(page.locator("#buy-message"), "장바구니에 담았습니다", "added");
+  await toCheckout();
+  await fillCheckout(guest, address, "간편결제");
+  await page.getByRole("radio", { name: "카카오페이" }).check();
+  await page.locator("#checkout-submit").click();
+  await inWindow("간편결제 (카카오페이)", riceTotal(1));
+  await page.locator("#pay").click();
+  await page.waitForURL(/\?checkout=success/);
+  await expectText(order.status, "결제 완료", "status");
+  await expectText(page.locator(".order-detail"), "간편결제 (카카오페이)", "method");
+});
+
+step("a virtual account paid by deposit; cancelling it asks for the refund account", async () => {
+  await page.goto("/?product=bt-brown-rice");
+  await addToCart(1);
+  await expectText(page.locator("#buy-message"), "장바구니에 담았습니다", "added");
+  await toCheckout();
+  await fillCheckout(guest, address, "가상계좌");
+  await page.locator("#checkout-submit").click();
+  const number = await inWindow("가상계좌", riceTotal(1));
+  await page.locator("#pay").click();
+  await page.waitForURL(/\?checkout=success/);
+  await expectText(order.status, "입금 대기", "awaiting the deposit");
+  // the shopper pays into the account: the PG calls the gateway's webhook
+  const paymentKey = new URL(page.url()).searchParams.get("paymentKey");
+  const res = await fetch(PG + "/sandbox/v1/deposits", { method: "POST",
+    headers: { "Content-Type": "application/json" }, body: JSON.stringify({ paymentKey }) });
+  assert.equal(res.status, 200, "deposit: " + await res.text());
+  const deadline = Date.now() + TIMEOUT;
+  for (;;) {
+    await page.goto("/#/orders/" + number);
+    const text = await expectText(order.status, /입금 대기|결제 완료/, "status");
+    if (text.includes("결제 완료")) break;
+    assert.ok(Date.now() < deadline, "the deposit never paid the order");
+    await new Promise((r) => setTimeout(r, 300));
+  }
+  await page.getByRole("button", { name: "주문 취소", exact: true }).click();
+  await page.getByLabel("계좌번호").waitFor();
+  await page.getByRole("button", { name: "주문 취소하기" }).click();
+  await expectText(page.locator("#cancel-refundAccount-bank-error"), "은행을 선택", "bank required");
+  await page.getByLabel("은행", { exact: true }).selectOption({ label: "신한은행" });
+  await page.getByLabel("계좌번호").fill("110-123-456789");
+  await expectValue(page.getByLabel("예금주"), guest.name, "holder prefilled");
+  await expectLabelled(page, "refund account");
+  await shot(page, "refund-account");
+  await page.getByRole("button", { name: "주문 취소하기" }).click();
+  await expectText(order.message, "주문을 취소했습니다", "cancel message");
+  await expectText(order.status, /주문 취소|환불 완료/, "cancelled and refunded");
+});
+
+step("a guest looks an order up by number and phone, and cancels it (refunded)", async () => {
+  // a new tab remembers nothing of the orders placed in this one
+  const tab = await context.newPage();
+  tab.on("pageerror", (e) => pageErrors.push(e.message));
+  try {
+    await tab.goto("/#/orders");
+    await tab.getByLabel("주문번호").fill(guestOrder);
+    await tab.getByLabel("주문자 휴대폰 번호").fill("010-9999-0000");
+    await tab.getByRole("button", { name: "조회하기" }).click();
+    await expectText(tab.locator("#orders-message"), "맞는 주문이 없습니다", "wrong phone");
+    await tab.getByLabel("주문자 휴대폰 번호").fill(guest.phone.replace(/-/g, ""));
+    await tab.getByRole("button", { name: "조회하기" }).click();
+    await tab.waitForURL(new RegExp("#/orders/" + guestOrder + "$"));
+    await expectText(tab.locator("#order-status"), "결제 완료", "status");
+    await expectText(tab.locator("#order-number"), guestOrder, "number");
+    await expectText(tab.locator("#order-lines"), rice.name, "line");
+    await expectLabelled(tab, "order page");
+    // a paid order is refunded when cancelled
+    await tab.getByRole("button", { name: "주문 취소", exact: true }).click();
+    await expectText(tab.locator(".confirm-cancel"), "환불", "refund notice");
+    await tab.getByRole("button", { name: "주문 취소하기" }).click();
+    await expectText(tab.locator("#order-message"), "주문을 취소했습니다", "cancel message");
+    await expectText(tab.locator("#order-status"), /주문 취소|환불 완료/, "cancelled and refunded");
+  } finally {
+    await tab.close();
+  }
 });
 
 step("every write sent X-CSRF-Token and an Idempotency-Key", async () => {

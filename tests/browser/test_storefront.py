@@ -1,7 +1,9 @@
-"""The storefront in a real browser.  Starts the catalog, member and cart
-services and the gateway the way the integration tests do (through
-tests/integration/harness.py: fresh databases in the throwaway cluster, the
-test Redis, free ports), seeds a small catalog (seed.json) and the cart's
+"""The storefront in a real browser.  Starts the catalog, member, cart, order
+and payment services, the sandbox PG (tests/fakes/sandbox_pg.py, whose
+payment window the browser visits) and the gateway the way the integration
+tests do (through tests/integration/harness.py: fresh databases in the
+throwaway cluster, the test Redis, free ports), seeds a small catalog
+(seed.json) and the cart's
 promotions (promotions.json: shipping policy, coupon, gift rule), then runs
 test_storefront.mjs, which drives Debian's headless Chromium with
 playwright-core through a shopper's visit (see its header).
@@ -99,9 +101,33 @@ def test_storefront_in_chromium():
     harness.mallctl("catalog", "seed", seed_path, catalog=cat)
     mem = harness.start_service("member")
     cart = harness.start_service("cart", env={"MALL_CATALOG_ADDRS": cat.addr})
+    # the payment service reads orders and the order service follows the
+    # payment service's events: the order service's address is picked first
+    # and the sandbox PG sends its deposit callbacks to the gateway: its port too
+    order_addr = "tcp://127.0.0.1:%d" % harness.free_port()
+    gw_port = harness.free_port()
+    pg = harness.start_sandbox_pg(
+        webhook_url="http://127.0.0.1:%d/webhooks/payments/toss" % gw_port,
+        env={"MALL_SANDBOX_PG_WEBHOOK_BACKOFF": "100ms"})
+    pay = harness.start_service("payment", env={
+        "MALL_ORDER_ADDRS": order_addr, "MALL_PAYMENT_PG_URL": pg.url,
+        "MALL_PAYMENT_PG_SECRET_KEY": pg.secret_key, "MALL_PAYMENT_PG_CLIENT_KEY": pg.client_key,
+        "MALL_RPC_TIMEOUT": "5s"})
+    harness.start_service("order", env={
+        "MALL_ORDER_LISTEN": order_addr,
+        "MALL_CATALOG_ADDRS": cat.addr, "MALL_CART_ADDRS": cart.addr,
+        "MALL_MEMBER_ADDRS": mem.addr, "MALL_PAYMENT_ADDRS": pay.addr,
+        "MALL_PAYMENT_EVENTS_ADDRS": pay.events_addr, "MALL_RPC_TIMEOUT": "5s"})
     # failed logins of other tests from 127.0.0.1 count in the shared Redis
-    gw = harness.start_gateway(catalog=[cat], member=[mem], cart=[cart],
-                               env={"MALL_GATEWAY_LOGIN_MAX_PER_IP": "100000"})
+    g = harness.start_gateway(catalog=[cat], member=[mem], cart=[cart], order=[order_addr],
+                              payment=[pay],
+                              env={"MALL_GATEWAY_LISTEN": "127.0.0.1:%d" % gw_port,
+                                   "MALL_GATEWAY_LOGIN_MAX_PER_IP": "100000",
+                                   "MALL_PAYMENT_PG_CLIENT_KEY": pg.client_key,
+                                   "MALL_GATEWAY_PG_WINDOW_URL": pg.url + "/sandbox/pay"},
+                              wait=False)
+    gw = harness.Gateway(g.proc, gw_port)
+    harness.wait_http(gw.url + "/readyz", 200, 60, proc=gw.proc)
     seed_promotions(cart, sku_ids(gw, seed))
 
     work = harness.workdir()
@@ -109,7 +135,7 @@ def test_storefront_in_chromium():
         "node", [node, os.path.join(HERE, "test_storefront.mjs"), gw.url, work],
         env={"PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1", "MALL_TEST_CHROMIUM": CHROMIUM,
              "MALL_TEST_MALLCTL": harness.binary("tools/mallctl/mallctl"),
-             "MALL_CATALOG_ADDRS": cat.addr},
+             "MALL_CATALOG_ADDRS": cat.addr, "MALL_TEST_PG_URL": pg.url},
         cwd=HERE, check=False)
     try:
         code = browser.wait(NODE_TIMEOUT)

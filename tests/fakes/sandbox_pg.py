@@ -622,6 +622,12 @@ class Sandbox:
         return {"confirms": dict(self.confirms), "cancels": dict(self.cancel_counts),
                 "payments": len(self.payments)}
 
+    def listing(self, order_id, now):
+        """Every payment (of order_id when given), oldest first, as the Payment
+        objects GET /v1/payments/{paymentKey} answers (time applied)."""
+        keys = self.orders.get(order_id, []) if order_id is not None else list(self.payments)
+        return {"payments": [self._payment(k, now).to_json() for k in keys]}
+
     def record_request(self, entry):
         """Adds entry (a dict its request fills in as it goes) to the log, in
         the order requests arrive."""
@@ -803,6 +809,7 @@ ROUTES = [
     ("GET", r"/sandbox/pay", "h_window", "open"),
     ("POST", r"/sandbox/pay", "h_window_submit", "open"),
     ("POST", r"/sandbox/v1/payments", "h_create", "sandbox"),
+    ("GET", r"/sandbox/v1/payments", "h_payments", "sandbox"),
     ("POST", r"/sandbox/v1/deposits", "h_deposit", "sandbox"),
     ("POST", r"/sandbox/v1/webhooks/resend", "h_resend", "sandbox"),
     ("GET", r"/sandbox/v1/webhooks", "h_webhooks", "sandbox"),
@@ -1119,6 +1126,13 @@ class Handler(BaseHTTPRequestHandler):
     def h_requests(self, body, query):
         with self.sandbox.lock:
             out = {"requests": [dict(e) for e in self.sandbox.requests]}
+        self.reply(200, dumps(out))
+
+    def h_payments(self, body, query):
+        q = urllib.parse.parse_qs(query, keep_blank_values=True)
+        order_id = q["orderId"][0] if "orderId" in q else None
+        with self.sandbox.lock:
+            out = self.sandbox.listing(order_id, time.time())
         self.reply(200, dumps(out))
 
     def h_stats(self, body, query):

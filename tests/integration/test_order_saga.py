@@ -224,7 +224,7 @@ def order_events(number, type_):
 
 def caught_up():
     """Whether the order database's cursor reached the payment outbox's end."""
-    (last,) = payment_svc().db.sql("SELECT coalesce(max(seq), 0) FROM outbox")[0]
+    (last,) = payment_svc().db.sql("SELECT CASE WHEN bool_or(pub_seq IS NULL) THEN 9223372036854775807 ELSE coalesce(max(pub_seq), 0) END FROM outbox")[0]
     rows = reader().db.sql("SELECT after_seq FROM event_cursor WHERE source = 'payment'")
     return bool(rows) and int(rows[0][0]) >= int(last)
 
@@ -265,6 +265,28 @@ def test_card_payment_makes_the_order_paid():
     assert confirm_card(o)[0]
     wait_status(o["number"], "paid")
     harness.wait_until(lambda: cart_items(g) == [], 10, "the guest's cart emptied")
+
+
+def test_payment_takes_only_what_the_order_took_out_of_the_cart():
+    consumer()
+    for ref in (member_ref(), {"guestId": secrets.token_hex(16)}):
+        o, s, _ = place(qty=2, ref=ref)
+        # the shopper goes on shopping while the order awaits payment
+        other = sku()
+        ok_at(cart(), "mall.cart.CartService", "AddItem",
+              {"cart": ref, "skuId": s["id"], "quantity": 1}, mutating=True)
+        ok_at(cart(), "mall.cart.CartService", "AddItem",
+              {"cart": ref, "skuId": other["id"], "quantity": 4}, mutating=True)
+        assert confirm_card(o)[0]
+        wait_status(o["number"], "paid")
+
+        def left():
+            return sorted((int(i["skuId"]), i["quantity"]) for i in cart_items(ref))
+        want = sorted([(s["id"], 1), (other["id"], 4)])
+        harness.wait_until(lambda: left() == want, 10,
+                           "the order's 2 taken out of the cart, the rest kept")
+        time.sleep(0.5)  # nothing more is taken later
+        assert left() == want, (ref, left())
 
 
 def test_virtual_account_awaits_the_deposit_then_paid():

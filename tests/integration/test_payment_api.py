@@ -51,11 +51,13 @@ def env():
             catalog=[cat], member=[mem], cart=[cart], order=[order_addr], payment=[pay],
             env={"MALL_GATEWAY_LISTEN": "127.0.0.1:%d" % gw_port,
                  "MALL_GATEWAY_LOGIN_MAX_PER_IP": "100000",
-                 "MALL_PAYMENT_PG_CLIENT_KEY": pg.client_key},
+                 "MALL_PAYMENT_PG_CLIENT_KEY": pg.client_key,
+                 "MALL_ORDER_EVENTS_ADDRS": order.events_addr},
             wait=False)
         gw = harness.Gateway(g.proc, gw_port)
         harness.wait_http(gw.url + "/readyz", 200, 60, proc=gw.proc)
-        _env.update(cat=cat, mem=mem, cart=cart, order=order, pay=pay, pg=pg, gw=gw)
+        _env.update(cat=cat, mem=mem, cart=cart, order=order, order_addr=order_addr, pay=pay,
+                    pg=pg, gw=gw)
         ok, r = rpc(cat, "mall.catalog.Catalog", "CreateCategory",
                     {"slug": "pay-api", "name": "결제 API 시험"})
         assert ok, r
@@ -236,6 +238,34 @@ def test_confirm_waits_for_the_order_briefly():
         assert took >= 1.9, took  # it waited the whole 2 s
     else:
         assert r.body["order"]["status"] == "paid", r.body["order"]
+
+
+def test_confirm_wakes_on_the_order_event():
+    """A confirm hears its order's order.status_changed: with rechecks far
+    apart (30 s) and a long wait (20 s), the answer still comes with the
+    order paid, well before either (a confirm that heard nothing would answer
+    pending_payment after 20 s)."""
+    e = env()
+    pg = e["pg"]
+    gw = harness.start_gateway(
+        catalog=[e["cat"]], member=[e["mem"]], cart=[e["cart"]], order=[e["order_addr"]],
+        payment=[e["pay"]], name="gateway-watch",
+        env={"MALL_GATEWAY_LOGIN_MAX_PER_IP": "100000",
+             "MALL_PAYMENT_PG_CLIENT_KEY": pg.client_key,
+             "MALL_GATEWAY_CONFIRM_WAIT": "20s", "MALL_GATEWAY_CONFIRM_RECHECK": "30s",
+             "MALL_ORDER_EVENTS_ADDRS": e["order"].events_addr})
+    try:
+        for _ in range(3):
+            c, o, pay = checkout("card", 8000, 1)
+            key = pg.create_payment(pay["orderId"], pay["amount"])
+            r = harness.http("POST", gw.url + "/api/v1/payments/confirm",
+                             body={"paymentKey": key, "orderId": o["number"],
+                                   "amount": pay["amount"]}, timeout=60)
+            assert r.status == 200 and r.body["payment"]["status"] == "done", r
+            assert r.body["order"]["status"] == "paid", r.body["order"]
+    finally:
+        gw.proc.terminate()
+        gw.proc.wait(timeout=30)
 
 
 def test_tampered_amount():

@@ -591,6 +591,24 @@ def test_robustness():
     assert "Traceback" not in p.proc.output()
 
 
+def test_payment_listing():
+    p = pg()
+    key, oid, _ = paid(2500)
+    waiting = p.create_payment(order_id(), 4000)
+    r = harness.http("GET", p.url + "/sandbox/v1/payments")
+    assert r.status == 200, r
+    by_key = {x["paymentKey"]: x for x in r.body["payments"]}
+    assert by_key[key]["status"] == "DONE" and by_key[key]["orderId"] == oid, by_key[key]
+    assert by_key[key] == p.payment(key).body, (by_key[key], p.payment(key).body)
+    assert by_key[waiting]["status"] == "IN_PROGRESS", by_key[waiting]
+    keys = [x["paymentKey"] for x in r.body["payments"]]
+    assert keys.index(key) < keys.index(waiting), keys  # oldest first
+    r = harness.http("GET", p.url + "/sandbox/v1/payments?orderId=" + oid)
+    assert r.status == 200 and [x["paymentKey"] for x in r.body["payments"]] == [key], r
+    r = harness.http("GET", p.url + "/sandbox/v1/payments?orderId=none-such-order")
+    assert r.status == 200 and r.body == {"payments": []}, r
+
+
 def test_request_log_stats_and_reset():
     p = pg()
     key, oid, _ = paid(1000)

@@ -31,6 +31,7 @@
 #include "support/testdb.h"
 #include "consumer.h"
 #include "db.h"
+#include "metrics.h"
 #include "migrate.h"
 #include "outbox.h"
 #include "rpc.h"
@@ -45,6 +46,7 @@ static mall_rpc_server *server;
 static mall_rpc_client *client;
 static mall_outbox_relay *relay;
 static atomic_int failures; /* handler failures so far ("fail-" events) */
+static atomic_int meeting;  /* "-meet" events being applied or done */
 
 static void *
 worker_init(void *arg, int index)
@@ -185,10 +187,18 @@ add(const char *type, const char *name)
 	add_on(prod, type, name);
 }
 
+/* last_seq: the newest pub_seq, once the relay sequenced every committed
+ * row. */
 static int64_t
 last_seq(void)
 {
-	return scalar(prod, "SELECT coalesce(max(seq), 0) FROM outbox", NULL);
+	int64_t until = now_ms() + 10000;
+	while (scalar(prod, "SELECT count(*) FROM outbox WHERE pub_seq IS NULL", NULL) > 0) {
+		if (now_ms() > until)
+			fail_msg("the relay left outbox rows without a pub_seq for 10 s");
+		usleep(5 * 1000);
+	}
+	return scalar(prod, "SELECT coalesce(max(pub_seq), 0) FROM outbox", NULL);
 }
 
 /* wait_cursor: until the consumer database's cursor reaches seq. */
@@ -233,7 +243,20 @@ apply(mall_db_conn *c, const Mall__Rpc__Event *ev, void *arg, mall_status *st)
 	if (in == NULL)
 		return mall_status_set(st, MALL_INVALID_ARGUMENT, "not an Inner");
 	mall_code rc = MALL_OK;
-	if (strncmp(in->name, "fail-", 5) == 0 && atomic_fetch_add(&failures, 1) < 2) {
+	if (strstr(in->name, "-meet") != NULL) {
+		/* waits (up to 5 s) until another "-meet" event is being applied
+		 * at the same time: only lanes can do that */
+		atomic_fetch_add(&meeting, 1);
+		for (int i = 0; i < 500 && atomic_load(&meeting) < 2; i++)
+			usleep(10 * 1000);
+		if (atomic_load(&meeting) < 2)
+			rc = mall_status_set(st, MALL_FAILED_PRECONDITION,
+			                     "%s met nobody: events were not applied at once",
+			                     in->name);
+	}
+	if (rc != MALL_OK) {
+		/* the refusal above */
+	} else if (strstr(in->name, "fail-") != NULL && atomic_fetch_add(&failures, 1) < 2) {
 		rc = mall_status_set(st, MALL_FAILED_PRECONDITION, "%s is refused for now",
 		                     in->name);
 	} else {
@@ -266,6 +289,39 @@ consumer(const char *const *types, int batch)
 	    .apply = apply,
 	    .batch = batch,
 	    .max_backoff_ms = 400,
+	};
+	if (mall_consumer_start(&c, &o, &st) != MALL_OK)
+		fail_msg("could not start a consumer: %s", st.message);
+	return c;
+}
+
+/* lane_key: the key of an event named "g<k>-...": k (its group). */
+static uint64_t
+lane_key(const Mall__Rpc__Event *ev, void *arg)
+{
+	(void)arg;
+	Mall__Test__Inner *in = mall__test__inner__unpack(NULL, ev->payload.len, ev->payload.data);
+	uint64_t k = in != NULL && in->name[0] == 'g' ? (uint64_t)atoi(in->name + 1) : 0;
+	mall__test__inner__free_unpacked(in, NULL);
+	return k;
+}
+
+static mall_consumer *
+consumer_lanes(const char *const *types, int lanes)
+{
+	mall_status st;
+	mall_status_clear(&st);
+	mall_consumer *c = NULL;
+	mall_consumer_opts o = {
+	    .source = "producer",
+	    .client = client,
+	    .events_addrs = pub_url,
+	    .db = cdb.conninfo,
+	    .types = types,
+	    .apply = apply,
+	    .max_backoff_ms = 400,
+	    .lanes = lanes,
+	    .key = lane_key,
 	};
 	if (mall_consumer_start(&c, &o, &st) != MALL_OK)
 		fail_msg("could not start a consumer: %s", st.message);
@@ -334,23 +390,19 @@ test_add_records_the_packed_payload_and_notifies(void **state)
 	mall_db_conn_free(l);
 }
 
-typedef struct writer {
-	atomic_bool done;
-} writer;
-
-static void *
-second_writer(void *arg)
+/* pub_seq_of: the pub_seq of the test.order row whose payload names name
+ * (-1 while it has none, or there is no such row). */
+static int64_t
+pub_seq_of(mall_db_conn *c, const char *name)
 {
-	writer *w = arg;
-	mall_db_conn *c = mall_db_conn_new(pdb.conninfo);
-	add_on(c, "test.order", "second");
-	mall_db_conn_free(c);
-	atomic_store(&w->done, true);
-	return NULL;
+	return scalar(c,
+	              "SELECT pub_seq FROM outbox WHERE type = 'test.order' AND "
+	              "position(convert_to($1, 'UTF8') in payload) > 0",
+	              name);
 }
 
 static void
-test_writers_commit_one_at_a_time_in_seq_order(void **state)
+test_writers_do_not_wait_and_readers_never_skip(void **state)
 {
 	(void)state;
 	mall_status st;
@@ -361,38 +413,40 @@ test_writers_commit_one_at_a_time_in_seq_order(void **state)
 	assert_int_equal(mall_db_begin(prod, &st), MALL_OK);
 	assert_int_equal(mall_outbox_add(prod, a, "test.order", &in.base, &st), MALL_OK);
 
-	/* the lock is held until the commit: nobody else can take it */
+	/* a second writer, with a later seq, commits while the first is open:
+	 * nothing makes it wait (this would hang otherwise) */
 	mall_db_conn *other = mall_db_conn_new(pdb.conninfo);
-	char key[24];
-	snprintf(key, sizeof(key), "%lld", (long long)MALL_OUTBOX_LOCK_KEY);
-	assert_int_equal(scalar(other, "SELECT pg_try_advisory_xact_lock($1::bigint)::int", key),
-	                 0);
+	add_on(other, "test.order", "second");
+	int64_t until = now_ms() + 10000;
+	while (pub_seq_of(other, "second") < 0 && now_ms() < until)
+		usleep(10 * 1000);
+	int64_t second = pub_seq_of(other, "second");
+	assert_true(second > 0);
+	/* the first row is not visible yet, so it has no pub_seq, and Since
+	 * answers the second without it */
+	Mall__Rpc__EventsSinceReply *r;
+	assert_int_equal(call_since(second - 1, 10, &r, a, &st), MALL_OK);
+	assert_int_equal(r->n_events, 1);
+	assert_int_equal(r->events[0]->seq, second);
 
-	/* a second writer waits for it, so it cannot take a seq before the
-	 * first one's row is visible */
-	writer w;
-	atomic_init(&w.done, false);
-	pthread_t t;
-	assert_int_equal(pthread_create(&t, NULL, second_writer, &w), 0);
-	usleep(300 * 1000);
-	assert_false(atomic_load(&w.done));
+	/* committed, the first gets a pub_seq after the second's: a reader whose
+	 * cursor passed the second still sees it */
 	assert_int_equal(mall_db_commit(prod, &st), MALL_OK);
-	pthread_join(t, NULL);
-	assert_true(atomic_load(&w.done));
-	assert_int_equal(scalar(other, "SELECT pg_try_advisory_xact_lock($1::bigint)::int", key),
-	                 1);
+	until = now_ms() + 10000;
+	while (pub_seq_of(other, "first") < 0 && now_ms() < until)
+		usleep(10 * 1000);
+	int64_t first = pub_seq_of(other, "first");
+	assert_true(first > second);
+	assert_int_equal(call_since(second, 10, &r, a, &st), MALL_OK);
+	assert_true(r->n_events >= 1);
+	assert_int_equal(r->events[0]->seq, first);
+	/* while their insertion order stays in seq */
+	assert_true(scalar(other, "SELECT seq FROM outbox WHERE pub_seq = $1::bigint",
+	                   mall_arena_printf(a, "%lld", (long long)first)) <
+	            scalar(other, "SELECT seq FROM outbox WHERE pub_seq = $1::bigint",
+	                   mall_arena_printf(a, "%lld", (long long)second)));
 	mall_db_conn_free(other);
 	mall_arena_free(a);
-
-	int64_t first = scalar(prod,
-	                       "SELECT seq FROM outbox WHERE type = 'test.order' AND "
-	                       "position('first' in encode(payload, 'escape')) > 0",
-	                       NULL);
-	int64_t second = scalar(prod,
-	                        "SELECT seq FROM outbox WHERE type = 'test.order' AND "
-	                        "position('second' in encode(payload, 'escape')) > 0",
-	                        NULL);
-	assert_true(first > 0 && second > first);
 }
 
 /* ---- Events.Since ---- */
@@ -422,6 +476,7 @@ test_since_pages_in_seq_order(void **state)
 	const char *names[] = {"p1", "p2", "p3", "p4", "p5"};
 	for (int i = 0; i < 5; i++)
 		add("test.page", names[i]);
+	(void)last_seq(); /* sequenced by the relay */
 	mall_status st;
 	mall_arena *a = mall_arena_new();
 	Mall__Rpc__EventsSinceReply *r;
@@ -607,6 +662,121 @@ test_two_consumers_apply_each_event_once(void **state)
 	                 30);
 }
 
+static void
+test_lanes_apply_each_event_once_in_order_per_key(void **state)
+{
+	(void)state;
+	atomic_store(&failures, 0);
+	atomic_store(&meeting, 0);
+	static const char *const types[] = {"test.lanes", NULL};
+	mall_consumer *c = consumer_lanes(types, 4);
+	char name[32];
+	/* two that can only be applied side by side, then 8 groups of 10, one
+	 * of whose events fails twice before it is applied */
+	add("test.lanes", "g100-meet");
+	add("test.lanes", "g101-meet");
+	for (int i = 0; i < 10; i++)
+		for (int g = 0; g < 8; g++) {
+			if (g == 3 && i == 4)
+				snprintf(name, sizeof(name), "g%d-fail-%02d", g, i);
+			else
+				snprintf(name, sizeof(name), "g%d-%02d", g, i);
+			add("test.lanes", name);
+		}
+	wait_cursor(last_seq());
+	mall_consumer_stop(c);
+
+	assert_int_equal(times_applied("g100-meet"), 1);
+	assert_int_equal(times_applied("g101-meet"), 1);
+	assert_int_equal(
+	    scalar(cons, "SELECT count(*) FROM applied WHERE name ~ '^g[0-7]-'", NULL), 80);
+	assert_int_equal(scalar(cons, "SELECT max(n) FROM applied", NULL), 1);
+	assert_int_equal(atomic_load(&failures), 3);
+	/* within a group, applied in the order produced, the failure included */
+	assert_int_equal(scalar(cons,
+	                        "SELECT count(*) FROM (SELECT name, seq, ord, "
+	                        "lag(ord) OVER (PARTITION BY split_part(name, '-', 1) "
+	                        "ORDER BY seq) AS before FROM applied WHERE name ~ '^g[0-7]-') x "
+	                        "WHERE before > ord",
+	                        NULL),
+	                 0);
+}
+
+static void
+test_lanes_survive_a_restart_without_applying_twice(void **state)
+{
+	(void)state;
+	static const char *const types[] = {"test.relanes", NULL};
+	char name[32];
+	mall_consumer *c = consumer_lanes(types, 3);
+	for (int i = 0; i < 40; i++) {
+		snprintf(name, sizeof(name), "g%d-re-%02d", i % 5, i);
+		add("test.relanes", name);
+		if (i == 20) { /* stopped mid-stream, then started again */
+			mall_consumer_stop(c);
+			c = consumer_lanes(types, 3);
+		}
+	}
+	wait_cursor(last_seq());
+	mall_consumer_stop(c);
+	assert_int_equal(scalar(cons, "SELECT count(*) FROM applied WHERE name ~ '-re-'", NULL),
+	                 40);
+	assert_int_equal(scalar(cons, "SELECT max(n) FROM applied", NULL), 1);
+}
+
+static void
+test_inbox_is_pruned_behind_the_cursor_and_lag_shown(void **state)
+{
+	(void)state;
+	static const char *const types[] = {"test.prune", NULL};
+	mall_status st;
+	mall_status_clear(&st);
+	mall_consumer *c = NULL;
+	mall_consumer_opts o = {
+	    .source = "producer",
+	    .client = client,
+	    .events_addrs = pub_url,
+	    .db = cdb.conninfo,
+	    .types = types,
+	    .apply = apply,
+	    .inbox_keep_ms = 1000, /* pruned every second */
+	};
+	add("test.prune", "prune-1");
+	add("test.prune", "prune-2");
+	int64_t old = last_seq();
+	assert_int_equal(mall_consumer_start(&c, &o, &st), MALL_OK);
+	wait_cursor(old);
+	char seq[24];
+	snprintf(seq, sizeof(seq), "%lld", (long long)old);
+	assert_int_equal(
+	    scalar(cons, "SELECT count(*) FROM inbox WHERE type = 'test.prune' AND seq <= $1::bigint",
+	           seq),
+	    2);
+	usleep(1200 * 1000);
+	add("test.prune", "prune-3");
+	wait_cursor(last_seq());
+	int64_t until = now_ms() + 10000, left = -1;
+	while (now_ms() < until) {
+		left = scalar(cons,
+		              "SELECT count(*) FROM inbox WHERE type = 'test.prune' AND seq <= "
+		              "$1::bigint",
+		              seq);
+		if (left == 0)
+			break;
+		usleep(50 * 1000);
+	}
+	assert_int_equal(left, 0);
+	/* applied once each; the newest row is young and stays */
+	assert_int_equal(times_applied("prune-1"), 1);
+	assert_int_equal(times_applied("prune-3"), 1);
+
+	char *m = mall_metrics_render(NULL);
+	assert_non_null(strstr(m, "mall_events_consumer_lag{source=\"producer\"} 0\n"));
+	assert_non_null(strstr(m, "mall_events_relay_published_seq{source=\"producer\"}"));
+	free(m);
+	mall_consumer_stop(c);
+}
+
 /* terminate: ends every session on db but the admin's own, as a database
  * restart would. */
 static void
@@ -675,6 +845,12 @@ test_consumer_start_checks_its_options(void **state)
 	o.batch = 1001;
 	assert_int_equal(mall_consumer_start(&c, &o, &st), MALL_INVALID_ARGUMENT);
 	o.batch = 0;
+	o.lanes = 4; /* without a key */
+	assert_int_equal(mall_consumer_start(&c, &o, &st), MALL_INVALID_ARGUMENT);
+	o.key = lane_key;
+	o.lanes = MALL_CONSUMER_LANES_MAX + 1;
+	assert_int_equal(mall_consumer_start(&c, &o, &st), MALL_INVALID_ARGUMENT);
+	o.lanes = 0;
 	o.events_addrs = "nonsense://x";
 	assert_int_equal(mall_consumer_start(&c, &o, &st), MALL_INVALID_ARGUMENT);
 	assert_null(c);
@@ -726,7 +902,7 @@ main(void)
 	    cmocka_unit_test(test_matches),
 	    cmocka_unit_test(test_add_needs_a_transaction),
 	    cmocka_unit_test(test_add_records_the_packed_payload_and_notifies),
-	    cmocka_unit_test(test_writers_commit_one_at_a_time_in_seq_order),
+	    cmocka_unit_test(test_writers_do_not_wait_and_readers_never_skip),
 	    cmocka_unit_test(test_since_checks_its_arguments),
 	    cmocka_unit_test(test_since_pages_in_seq_order),
 	    cmocka_unit_test(test_since_keeps_replies_under_a_mebibyte),
@@ -734,6 +910,9 @@ main(void)
 	    cmocka_unit_test(test_consumer_applies_matching_events_once),
 	    cmocka_unit_test(test_consumer_retries_a_failing_event_and_keeps_order),
 	    cmocka_unit_test(test_two_consumers_apply_each_event_once),
+	    cmocka_unit_test(test_lanes_apply_each_event_once_in_order_per_key),
+	    cmocka_unit_test(test_lanes_survive_a_restart_without_applying_twice),
+	    cmocka_unit_test(test_inbox_is_pruned_behind_the_cursor_and_lag_shown),
 	    cmocka_unit_test(test_relay_and_consumer_survive_lost_connections),
 	    cmocka_unit_test(test_consumer_start_checks_its_options),
 	};

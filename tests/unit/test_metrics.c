@@ -165,6 +165,31 @@ test_many_methods_are_capped(void **state)
 	free(text);
 }
 
+static void
+test_gauges_are_set_not_added(void **state)
+{
+	(void)state;
+	mall_metrics_gauge_set("mall_events_consumer_lag", "Events not yet applied.", "source",
+	                       "payment", 12);
+	mall_metrics_gauge_set("mall_events_consumer_lag", "ignored", "source", "pay\"ment", 1);
+	mall_metrics_gauge_set("mall_events_consumer_lag", NULL, "source", "payment", 3);
+	char *out = mall_metrics_render(NULL);
+	assert_non_null(strstr(out, "# HELP mall_events_consumer_lag Events not yet applied.\n"
+	                            "# TYPE mall_events_consumer_lag gauge\n"
+	                            "mall_events_consumer_lag{source=\"payment\"} 3\n"
+	                            "mall_events_consumer_lag{source=\"pay\\\"ment\"} 1\n"));
+	free(out);
+	for (int i = 0; i < MALL_METRICS_MAX_GAUGES + 10; i++) {
+		char v[16];
+		snprintf(v, sizeof(v), "s%d", i);
+		mall_metrics_gauge_set("g", "many", "source", v, i);
+	}
+	out = mall_metrics_render(NULL);
+	assert_non_null(strstr(out, "g{source=\"s250\"} 250\n"));
+	assert_null(strstr(out, "g{source=\"s260\"}"));
+	free(out);
+}
+
 int
 main(void)
 {
@@ -174,6 +199,7 @@ main(void)
 	    cmocka_unit_test_setup(test_families_are_separate_and_labels_escaped, reset),
 	    cmocka_unit_test_setup(test_thread_safe_counts, reset),
 	    cmocka_unit_test_setup(test_many_methods_are_capped, reset),
+	    cmocka_unit_test_setup(test_gauges_are_set_not_added, reset),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
