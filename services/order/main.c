@@ -10,11 +10,8 @@
  *   mall-order            serve
  *   mall-order migrate    apply pending migrations and exit
  */
-#include <errno.h>
-#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "config.h"
 #include "consumer.h"
@@ -23,6 +20,7 @@
 #include "order.h"
 #include "outbox.h"
 #include "service.h"
+#include "sweeper.h"
 
 extern const mall_migration_set mall_migrations_order;
 
@@ -79,73 +77,26 @@ read_settings(mall_config *cfg)
 
 /* ---- the sweep thread ---- */
 
-static pthread_t sweeper;
-static bool sweeper_running;
-static pthread_mutex_t sweep_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t sweep_cv;
-static bool sweep_stop;
-static char *sweep_conninfo;
+static mall_sweeper *sweeper;
 
-static void *
-sweep_main(void *arg)
+static int
+sweep_pass(mall_db_conn *db, void *arg)
 {
 	(void)arg;
-	mall_db_conn *db = mall_db_conn_new(sweep_conninfo);
-	pthread_mutex_lock(&sweep_mu);
-	while (!sweep_stop) {
-		pthread_mutex_unlock(&sweep_mu);
-		int n = order_sweep_once(db);
-		if (n > 0)
-			mall_log_info(NULL, "order sweep handled %d orders and attempts", n);
-		struct timespec until;
-		clock_gettime(CLOCK_MONOTONIC, &until);
-		int64_t ns = (int64_t)until.tv_nsec + (env.sweep_interval_ms % 1000) * 1000000;
-		until.tv_sec += (time_t)(env.sweep_interval_ms / 1000 + ns / 1000000000);
-		until.tv_nsec = (long)(ns % 1000000000);
-		pthread_mutex_lock(&sweep_mu);
-		while (!sweep_stop &&
-		       pthread_cond_timedwait(&sweep_cv, &sweep_mu, &until) != ETIMEDOUT)
-			;
-	}
-	pthread_mutex_unlock(&sweep_mu);
-	mall_db_conn_free(db);
-	return NULL;
+	return order_sweep_once(db);
 }
 
 static mall_code
 start_sweeper(const char *db, mall_status *st)
 {
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&sweep_cv, &ca);
-	pthread_condattr_destroy(&ca);
-	sweep_stop = false;
-	sweep_conninfo = mall_xstrdup(db);
-	if (pthread_create(&sweeper, NULL, sweep_main, NULL) != 0) {
-		free(sweep_conninfo);
-		sweep_conninfo = NULL;
-		pthread_cond_destroy(&sweep_cv);
-		return mall_status_set(st, MALL_INTERNAL, "could not start the order sweep thread");
-	}
-	sweeper_running = true;
-	return MALL_OK;
+	return mall_sweeper_start(&sweeper, "order", db, env.sweep_interval_ms, sweep_pass, NULL, st);
 }
 
 static void
 stop_sweeper(void)
 {
-	if (!sweeper_running)
-		return;
-	pthread_mutex_lock(&sweep_mu);
-	sweep_stop = true;
-	pthread_cond_signal(&sweep_cv);
-	pthread_mutex_unlock(&sweep_mu);
-	pthread_join(sweeper, NULL);
-	sweeper_running = false;
-	pthread_cond_destroy(&sweep_cv);
-	free(sweep_conninfo);
-	sweep_conninfo = NULL;
+	mall_sweeper_stop(sweeper);
+	sweeper = NULL;
 }
 
 static void stop(void);

@@ -254,6 +254,12 @@ mall_code order_refund_reported(mall_db_conn *db, mall_arena *a, const order_row
  * a is reset between them.  Returns how many it closed. */
 int order_refund_sweep(mall_db_conn *db, mall_arena *a);
 
+/* order_sweep_next: begins a transaction on db and runs sql (its $1: how
+ * many rows to skip, the ones that failed this pass) for a sweep's next item:
+ * the result, with its transaction left open for the caller to end, or NULL
+ * when there is none or the database failed (logged; nothing left open). */
+PGresult *order_sweep_next(mall_db_conn *db, const char *sql, int skip);
+
 /* order_sweep_once: one pass of the sweep on db (its own connection): cancels
  * the open orders past their payment window, refunds late payments and
  * cleans up abandoned placement attempts, one per transaction.  Returns how

@@ -346,21 +346,9 @@ late_one(mall_db_conn *db, mall_arena *a, int skip)
 {
 	mall_status st;
 	mall_status_clear(&st);
-	if (mall_db_begin(db, &st) != MALL_OK) {
-		mall_log_warn(NULL, "order sweep: %s", st.message);
+	PGresult *res = order_sweep_next(db, DUE_NEXT_SQL, skip);
+	if (res == NULL)
 		return 0;
-	}
-	char off[16];
-	snprintf(off, sizeof(off), "%d", skip);
-	const char *params[1] = {off};
-	PGresult *res = mall_db_exec(db, &st, DUE_NEXT_SQL, 1, params);
-	if (res == NULL || PQntuples(res) == 0) {
-		if (res == NULL)
-			mall_log_warn(NULL, "order sweep: %s", st.message);
-		PQclear(res);
-		mall_db_rollback(db);
-		return 0;
-	}
 	const char *number = mall_arena_strdup(a, PQgetvalue(res, 0, 0));
 	const char *payment_key = mall_arena_strdup(a, PQgetvalue(res, 0, 1));
 	PQclear(res);

@@ -212,6 +212,29 @@ order_change_status(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMes
 	"EXISTS (SELECT 1 FROM order_attempt WHERE number = $2 AND created_at < now() - "          \
 	"interval '" ATTEMPT_FORGET_SQL_INTERVAL "')"
 
+PGresult *
+order_sweep_next(mall_db_conn *db, const char *sql, int skip)
+{
+	mall_status st;
+	mall_status_clear(&st);
+	if (mall_db_begin(db, &st) != MALL_OK) {
+		mall_log_warn(NULL, "order sweep: %s", st.message);
+		return NULL;
+	}
+	char off[16];
+	snprintf(off, sizeof(off), "%d", skip);
+	const char *params[1] = {off};
+	PGresult *res = mall_db_exec(db, &st, sql, 1, params);
+	if (res == NULL || PQntuples(res) == 0) {
+		if (res == NULL)
+			mall_log_warn(NULL, "order sweep: %s", st.message);
+		PQclear(res);
+		mall_db_rollback(db);
+		return NULL;
+	}
+	return res;
+}
+
 /* expire_one: cancels the oldest expired open order that nobody holds,
  * skipping the first `skip` (ones that failed this pass).  1: one handled,
  * 0: none left, -1: it failed. */
@@ -220,21 +243,9 @@ expire_one(mall_db_conn *db, mall_arena *a, int skip)
 {
 	mall_status st;
 	mall_status_clear(&st);
-	if (mall_db_begin(db, &st) != MALL_OK) {
-		mall_log_warn(NULL, "order sweep: %s", st.message);
+	PGresult *res = order_sweep_next(db, EXPIRED_SQL, skip);
+	if (res == NULL)
 		return 0;
-	}
-	char off[16];
-	snprintf(off, sizeof(off), "%d", skip);
-	const char *params[1] = {off};
-	PGresult *res = mall_db_exec(db, &st, EXPIRED_SQL, 1, params);
-	if (res == NULL || PQntuples(res) == 0) {
-		if (res == NULL)
-			mall_log_warn(NULL, "order sweep: %s", st.message);
-		PQclear(res);
-		mall_db_rollback(db);
-		return 0;
-	}
 	char *number = mall_arena_strdup(a, PQgetvalue(res, 0, 0));
 	PQclear(res);
 	order_row row;

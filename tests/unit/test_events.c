@@ -274,8 +274,21 @@ apply(mall_db_conn *c, const Mall__Rpc__Event *ev, void *arg, mall_status *st)
 	return rc;
 }
 
+/* lane_key: the key of an event named "g<k>-...": k (its group). */
+static uint64_t
+lane_key(const Mall__Rpc__Event *ev, void *arg)
+{
+	(void)arg;
+	Mall__Test__Inner *in = mall__test__inner__unpack(NULL, ev->payload.len, ev->payload.data);
+	uint64_t k = in != NULL && in->name[0] == 'g' ? (uint64_t)atoi(in->name + 1) : 0;
+	mall__test__inner__free_unpacked(in, NULL);
+	return k;
+}
+
+/* consumer_of: a consumer of the producer's events of types, with lanes
+ * (keyed by lane_key) when more than 1. */
 static mall_consumer *
-consumer(const char *const *types, int batch)
+consumer_of(const char *const *types, int batch, int lanes)
 {
 	mall_status st;
 	mall_status_clear(&st);
@@ -289,43 +302,24 @@ consumer(const char *const *types, int batch)
 	    .apply = apply,
 	    .batch = batch,
 	    .max_backoff_ms = 400,
+	    .lanes = lanes,
+	    .key = lanes > 1 ? lane_key : NULL,
 	};
 	if (mall_consumer_start(&c, &o, &st) != MALL_OK)
 		fail_msg("could not start a consumer: %s", st.message);
 	return c;
 }
 
-/* lane_key: the key of an event named "g<k>-...": k (its group). */
-static uint64_t
-lane_key(const Mall__Rpc__Event *ev, void *arg)
+static mall_consumer *
+consumer(const char *const *types, int batch)
 {
-	(void)arg;
-	Mall__Test__Inner *in = mall__test__inner__unpack(NULL, ev->payload.len, ev->payload.data);
-	uint64_t k = in != NULL && in->name[0] == 'g' ? (uint64_t)atoi(in->name + 1) : 0;
-	mall__test__inner__free_unpacked(in, NULL);
-	return k;
+	return consumer_of(types, batch, 1);
 }
 
 static mall_consumer *
 consumer_lanes(const char *const *types, int lanes)
 {
-	mall_status st;
-	mall_status_clear(&st);
-	mall_consumer *c = NULL;
-	mall_consumer_opts o = {
-	    .source = "producer",
-	    .client = client,
-	    .events_addrs = pub_url,
-	    .db = cdb.conninfo,
-	    .types = types,
-	    .apply = apply,
-	    .max_backoff_ms = 400,
-	    .lanes = lanes,
-	    .key = lane_key,
-	};
-	if (mall_consumer_start(&c, &o, &st) != MALL_OK)
-		fail_msg("could not start a consumer: %s", st.message);
-	return c;
+	return consumer_of(types, 0, lanes);
 }
 
 static int64_t
