@@ -41,8 +41,11 @@
  * Idempotency-Key is scoped to the caller ("m<member>:", or "o<number>:" for
  * access by phone); an illegal cancel is 409 with the service's reason
  * (illegal_transition; refund_account_required for a paid virtual account
- * without "refundAccount" {"bank","accountNumber","holderName"}), a refund
- * the payment service could not make 503 (the order stays paid: retry).
+ * without "refundAccount" {"bank","accountNumber","holderName"};
+ * deposit_received for an order awaiting its deposit whose deposit came
+ * first), a refund or a virtual account's closing the payment service could
+ * not make 503 refund_unavailable / payment_unavailable (nothing changed:
+ * retry).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -386,18 +389,19 @@ mall_gw_handle_order_cancel(mall_gw_req *r)
 		    key ? mall_arena_printf(r->arena, "o%s:%s", c.number, key) : NULL;
 		reply = call(r, "CancelOrder", &req->base, true, scoped, c.member_id, &st);
 	}
-	if (reply == NULL && strcmp(st.reason, "refund_unavailable") == 0) {
+	bool refund = reply == NULL && strcmp(st.reason, "refund_unavailable") == 0;
+	if (refund || (reply == NULL && strcmp(st.reason, "payment_unavailable") == 0)) {
 		/* the payment service or the PG did not answer: the order service
 		 * is fine, and the shopper must know the order was not cancelled */
 		char msg[160];
 		snprintf(msg, sizeof(msg),
-		         "the refund could not be made now, so order %s was not cancelled: try "
-		         "again later",
-		         c.number);
+		         "the %s could not be made now, so order %s was not cancelled: try again "
+		         "later",
+		         refund ? "refund" : "virtual account's closing", c.number);
 		mall_log_warn(r->trace_id, "%s %s: %s", r->method, r->path ? r->path : "?",
 		              st.message);
 		mall_gw_header(r, "Retry-After", "1");
-		mall_gw_respond_error(r, mall_code_http(st.code), "refund_unavailable", msg, NULL);
+		mall_gw_respond_error(r, mall_code_http(st.code), st.reason, msg, NULL);
 	} else if (reply == NULL) {
 		respond_failed(r, &c, &st);
 	} else {

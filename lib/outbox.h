@@ -72,8 +72,10 @@ mall_code mall_outbox_serve(mall_rpc_server *srv, mall_status *st);
 typedef struct mall_outbox_relay mall_outbox_relay;
 
 /* mall_outbox_relay_start: a thread with its own connection to conninfo that
- * LISTENs on MALL_OUTBOX_CHANNEL and, on every notification and at least every
- * second, publishes the rows after the last one it published, each a packed
+ * LISTENs on MALL_OUTBOX_CHANNEL and, when a transaction of this process that
+ * added an event commits, on every notification and at least every second,
+ * sequences the committed rows (gives them their pub_seq) and publishes the
+ * rows after the last one it published, each a packed
  * mall.rpc.Event named after source, on a PUB socket listening on listen (an
  * nng URL).  It starts from the newest row present (consumers catch up with
  * Since), waits out a database that is down, and never blocks anything else:

@@ -9,8 +9,7 @@
  * the email is unknown so that both take as long.
  *
  * Signup records the event member.signed_up in the outbox in its own
- * transaction, as its last statement (lib/outbox.h: the outbox lock is held
- * until the commit; docs/architecture.md, "Events").
+ * transaction (lib/outbox.h; docs/architecture.md, "Events").
  */
 #include <pthread.h>
 #include <stdio.h>

@@ -125,9 +125,9 @@ void order_check_access_request(mall_status *st, mall_arena *a, const char *numb
                                 int64_t member_id, const char *phone, bool admin,
                                 const char **phone_out);
 /* order_record_change: row moves to `to` in the open transaction: the status
- * (and paid_at / cancelled_at), a history entry, then the outbox events
- * order.status_changed (and order.paid / order.cancelled) LAST, as
- * mall_outbox_add wants.  The caller checked the transition. */
+ * (and paid_at / cancelled_at), a history entry and the outbox events
+ * order.status_changed (and order.paid / order.cancelled).  The caller
+ * checked the transition. */
 mall_code order_record_change(mall_db_conn *db, mall_arena *a, const order_row *row,
                               Mall__Order__OrderStatus to, const char *actor, const char *reason,
                               mall_status *st);
@@ -238,6 +238,14 @@ void order_check_refund_account(mall_status *st, const Mall__Order__RefundAccoun
 mall_code order_refund_cancel(mall_db_conn *db, mall_arena *a, const char *trace,
                               const order_row *row, const Mall__Order__RefundAccount *ra,
                               const char *actor, const char *reason, mall_status *st);
+/* order_close_deposit: PaymentService.Cancel (unpaid_only, key
+ * close-<number>) of the virtual account of row, an unpaid virtual-account
+ * order being cancelled, so that no deposit can come after.  OK
+ * also when there is no payment or it is closed already; FAILED_PRECONDITION
+ * deposit_received when the deposit came first (the order is to be paid, not
+ * cancelled); an uncertain failure has reason payment_unavailable. */
+mall_code order_close_deposit(mall_arena *a, const char *trace, const order_row *row,
+                              mall_status *st);
 /* order_refund_due_add: the saga heard that payment_key (amount won) was
  * approved for the cancelled order row: a refund_due row and a history note,
  * in the event's transaction; the sweep refunds it. */

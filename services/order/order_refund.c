@@ -20,6 +20,10 @@
  *                               whole balance goes once whatever the key)
  *   refund-<number>-by-<K>      RefundOrder with idempotency key K
  *   late-refund-<number>        the sweep's refund of a late payment
+ *   close-<number>              the cancel of an order awaiting its deposit:
+ *                               its virtual account closed (unpaid_only: a
+ *                               deposit that came first is never refunded
+ *                               by it, the cancel is refused instead)
  *
  * so a retry after a timeout, or after our commit was lost, is answered from
  * the payment service's record (or the PG's, under the Idempotency-Key the
@@ -211,6 +215,37 @@ order_refund_cancel(mall_db_conn *db, mall_arena *a, const char *trace, const or
 	}
 	/* restocked (the reservation was committed when it was paid), then recorded */
 	return order_change(db, a, trace, row, S(CANCELLED), actor, reason, st);
+}
+
+/* ---- CancelOrder of an order awaiting its deposit ---- */
+
+mall_code
+order_close_deposit(mall_arena *a, const char *trace, const order_row *row, mall_status *st)
+{
+	Mall__Payment__CancelRequest req = MALL__PAYMENT__CANCEL_REQUEST__INIT;
+	req.order_id = (char *)row->number;
+	req.reason = CANCEL_REFUND_REASON;
+	req.unpaid_only = true;
+	ProtobufCMessage *reply;
+	if (order_call(order_env_get()->payment, &mall__payment__payment_service__descriptor,
+	               "Cancel", &req.base, &reply, a, trace,
+	               mall_arena_printf(a, "close-%s", row->number),
+	               mall_arena_printf(a, "close the virtual account of order %s", row->number),
+	               st) == MALL_OK)
+		return MALL_OK;
+	if (st->code == MALL_NOT_FOUND) { /* no payment there: nothing to close */
+		mall_status_clear(st);
+		return MALL_OK;
+	}
+	if (st->code == MALL_FAILED_PRECONDITION && strcmp(st->reason, "already_paid") == 0)
+		return mall_status_reason(st, MALL_FAILED_PRECONDITION, "deposit_received",
+		                          "the deposit for order %s has arrived: the order is "
+		                          "being marked paid; cancel it then, with a refund "
+		                          "account",
+		                          row->number);
+	if (!order_peer_definite(st))
+		snprintf(st->reason, sizeof(st->reason), "payment_unavailable");
+	return st->code;
 }
 
 /* ---- RefundOrder ---- */

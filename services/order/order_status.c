@@ -66,12 +66,19 @@ illegal(mall_status *st, const order_row *row, Mall__Order__OrderStatus to)
 	    row->number, order_status_text(row->status), to_text ? to_text : "unspecified");
 }
 
-/* cancel_open: cancels an order not yet paid: its reservation released, its
- * coupon use released, then the change recorded. */
+/* cancel_open: cancels an order not yet paid: the virtual account of a
+ * virtual-account order closed at the payment service first, so no deposit
+ * can come after (unless the payment saga is the one cancelling: the payment
+ * ended already; the order may still be pending_payment when the saga is
+ * behind), its reservation released, its coupon use released, then the
+ * change recorded. */
 static mall_code
 cancel_open(mall_db_conn *db, mall_arena *a, const char *trace, const order_row *row,
             const char *actor, const char *reason, mall_status *st)
 {
+	if (row->payment_method == MALL__ORDER__PAYMENT_METHOD__VIRTUAL_ACCOUNT &&
+	    strcmp(actor, "payment") != 0 && order_close_deposit(a, trace, row, st) != MALL_OK)
+		return st->code;
 	if (order_release_stock(a, trace, row->number, st) != MALL_OK)
 		return st->code;
 	if (*row->coupon_code && order_release_coupon(a, trace, row->number, st) != MALL_OK)

@@ -19,7 +19,7 @@
  *      again after a rejection: Toss replays a key's first answer whatever
  *      the body, so a key of the order alone would replay the rejection;
  *   5. the answer, the payment's new state and its event are committed
- *      together (the event last, as mall_outbox_add wants).
+ *      together.
  *
  * If another payment of the order was confirmed first (our record lost by a
  * crash while a new window was opened), the PG answers DUPLICATED_ORDER_ID or

@@ -10,9 +10,10 @@ amounts of 0, below 0 or above what is left, and orders not paid, changing
 nothing; the payment service down, the PG failing or its answer lost during
 a cancel: a clear error, the order still paid, and a retry refunds once; a
 payment approved after its order expired is refunded by the sweep, the
-order staying cancelled with the refund in its history (a virtual account's
-late deposit, which needs the shopper's account, is marked for the back
-office instead); a refund made at
+order staying cancelled with the refund in its history; an unpaid
+virtual-account order cancelled by the shopper or by the sweep has its
+account closed at the PG first, so no deposit can come late (and a payment
+paid meanwhile is never refunded by that closing); a refund made at
 the payment service directly reaches the order through payment.cancelled; a
 shipped order cannot be cancelled.
 
@@ -540,36 +541,53 @@ def test_payment_approved_after_expiry_is_refunded_by_the_sweep():
     assert pg_cancels(key) == 1 and len(get_order(n)["history"]) == len(got["history"])
 
 
-def test_late_virtual_account_deposit_is_left_to_the_back_office():
-    svc = order_svc()
-    svc.terminate()
-    try:
-        o, s = place(method="VIRTUAL_ACCOUNT")
-        n, total = o["number"], amount(o["total"])
-        key = sandbox().create_payment(n, total, "virtual_account", dueInSeconds=86400)
-        pay_ok("Confirm", {"paymentKey": key, "orderId": n, "amount": total})
-        reader().db.sql("UPDATE orders SET payment_due_at = now() - interval '1 second' "
-                        "WHERE number = '%s'" % n)
-        wait_status(n, "cancelled")
-        # the deposit comes in after the order was cancelled
-        assert sandbox().deposit(key).status == 200
-        ((secret,),) = payment_svc().db.sql(
-            "SELECT va_secret FROM payment WHERE order_number = '%s'" % n)
-        pay_ok("DepositWebhook", {"secret": secret, "status": "DONE", "orderId": n})
-    finally:
-        svc.start()
+def awaiting_deposit():
+    """A virtual-account order awaiting its deposit: (order, sku, paymentKey)."""
+    order_svc()
+    o, s = place(method="VIRTUAL_ACCOUNT", qty=2)
+    n, total = o["number"], amount(o["total"])
+    key = sandbox().create_payment(n, total, "virtual_account", dueInSeconds=86400)
+    pay_ok("Confirm", {"paymentKey": key, "orderId": n, "amount": total})
+    wait_status(n, "awaiting_deposit")
+    return get_order(n), s, key
 
-    def refused():
-        rows = reader().db.sql("SELECT state FROM refund_due WHERE number = '%s'" % n)
-        return rows and rows[0][0] == "refused"
-    harness.wait_until(refused, 30, "the late deposit marked for the back office")
-    got = get_order(n)
-    assert got["status"] == "cancelled" and amount(got.get("refunded")) == 0, got
-    note = got["history"][-1]
-    assert "refund_account_required" in note["reason"], note
-    assert "back office" in note["reason"], note
-    # the PG was never asked: the money is there until someone refunds it
+
+def test_cancel_awaiting_deposit_closes_the_virtual_account():
+    o, s, key = awaiting_deposit()
+    n = o["number"]
+    r = cancel(n)
+    assert r.status == 200 and r.body["status"] == "cancelled", r
+    assert amount(r.body.get("refunded")) == 0, r
+    # closed at the PG: the shopper can no longer pay into it
+    assert pg_payment(key)["status"] == "CANCELED"
+    assert sandbox().deposit(key).status == 400
+    assert stock(s) == (10, 0), stock(s)
+    assert not reader().db.sql("SELECT 1 FROM refund_due WHERE number = '%s'" % n)
+
+
+def test_expired_virtual_account_is_closed_before_the_order_is_cancelled():
+    o, s, key = awaiting_deposit()
+    n = o["number"]
+    reader().db.sql("UPDATE orders SET payment_due_at = now() - interval '1 second' "
+                    "WHERE number = '%s'" % n)
+    wait_status(n, "cancelled")
+    assert history(n, "cancelled")[-1]["actor"] == "system:expiry"
+    assert pg_payment(key)["status"] == "CANCELED"
+    assert sandbox().deposit(key).status == 400  # no deposit can come late
+    assert stock(s) == (10, 0), stock(s)
+    assert not reader().db.sql("SELECT 1 FROM refund_due WHERE number = '%s'" % n)
+
+
+def test_an_unpaid_only_cancel_never_refunds():
+    """What the order service sends when it cancels an unpaid order: a payment
+    paid meanwhile is refused (already_paid), not refunded."""
+    o, s, key = paid(method="VIRTUAL_ACCOUNT")
+    n = o["number"]
+    good, e = pay("Cancel", {"orderId": n, "reason": "주문 취소", "unpaidOnly": True},
+                  key="close-" + n)
+    assert not good and e["error"].get("reason") == "already_paid", e
     assert pg_cancels(key) == 0 and pg_payment(key)["status"] == "DONE"
+    assert status(n) == "paid"
 
 
 def test_refund_made_at_the_payment_service_reaches_the_order():

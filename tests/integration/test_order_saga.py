@@ -331,6 +331,9 @@ def test_deposit_never_made_is_cancelled_by_the_sweep():
                                                  "cancelled"], got["history"]
     assert got["history"][-1]["actor"] == "system:expiry", got["history"]
     assert reservation_state(n) == "released" and stock(s) == (10, 0), stock(s)
+    # closing the account found it expired at the PG, and recorded that
+    ((st,),) = payment_svc().db.sql("SELECT status FROM payment WHERE order_number = '%s'" % n)
+    assert st == "expired", st
 
 
 def test_rejected_card_leaves_the_order_open():
