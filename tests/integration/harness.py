@@ -1145,13 +1145,10 @@ def rpc_call(addr, service, method, req, key=None, mutating=False, timeout_ms=20
         argv += ["--key", key]
     elif mutating:
         argv.append("--mutating")
-    e = dict(os.environ)
-    e.update(env or {})
-    # nng 1.5.2 leaks a few hundred bytes when a client process exits while a
-    # dial is still in flight (many starting at once): not this helper's
-    # memory, and servers keep their full leak checks
-    if "ASAN_OPTIONS" in e:
-        e["ASAN_OPTIONS"] += ":detect_leaks=0"
+    e = None
+    if env:
+        e = dict(os.environ)
+        e.update(env)
     for attempt in range(5):
         p = subprocess.run(argv + [json.dumps(req)], capture_output=True, text=True,
                            timeout=120, stdin=subprocess.DEVNULL, env=e)
