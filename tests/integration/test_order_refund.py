@@ -17,10 +17,11 @@ paid meanwhile is never refunded by that closing); a refund made at
 the payment service directly reaches the order through payment.cancelled; a
 shipped order cannot be cancelled.
 
-Topology as in test_order_saga.py: the payment service reads orders from an
-order instance that does not consume ("reader"), so the consuming instance
-("order", which the gateway calls and which reaches the payment service) can
-be stopped while payments go on; both share one database."""
+Topology (order_stack.py) as in test_order_saga.py: the payment service
+reads orders from an order instance that does not consume ("reader"), so the
+consuming instance ("order", which the gateway calls and which reaches the
+payment service) can be stopped while payments go on; both share one
+database."""
 
 import json
 import secrets
@@ -28,88 +29,23 @@ import threading
 import time
 
 import harness
+from order_stack import OrderStack, amount, ok_at, rpc
 
-_env = {"n": 0}
+_env = {}
 PHONE = "01098765432"
 ACCOUNT = {"bank": "088", "accountNumber": "11012345678", "holderName": "김민수"}
 
 
-def rpc(addr, service, method, req, key=None, mutating=False, timeout_ms=20000):
-    return harness.rpc_call(addr, service, method, req, key=key, mutating=mutating,
-                            timeout_ms=timeout_ms)
+# ---- the services (order_stack.py; "order" is its consumer) ----
 
-
-def ok_at(svc, service, method, req, **kw):
-    good, r = rpc(svc.addr, service, method, req, **kw)
-    assert good, (method, req, r)
-    return r
-
-
-# ---- the services ----
-
-def catalog():
-    if "catalog" not in _env:
-        _env["catalog"] = harness.start_catalog()
-        ok_at(_env["catalog"], "mall.catalog.Catalog", "CreateCategory",
-              {"slug": "refund-test", "name": "환불 시험"}, mutating=True)
-    return _env["catalog"]
-
-
-def cart():
-    if "cart" not in _env:
-        _env["redis"] = harness.start_redis()
-        _env["cart"] = harness.start_service("cart", env={
-            "MALL_CATALOG_ADDRS": catalog().addr, "MALL_RPC_TIMEOUT": "5s",
-            "MALL_REDIS_ADDR": _env["redis"].addr})
-    return _env["cart"]
-
-
-def member_svc():
-    if "member" not in _env:
-        _env["member"] = harness.start_service("member")
-    return _env["member"]
-
-
-def sandbox():
-    if "pg" not in _env:
-        _env["pg"] = harness.start_sandbox_pg()
-    return _env["pg"]
-
-
-def order_env(**settings):
-    e = {"MALL_CATALOG_ADDRS": catalog().addr, "MALL_CART_ADDRS": cart().addr,
-         "MALL_MEMBER_ADDRS": member_svc().addr, "MALL_RPC_TIMEOUT": "5s",
-         "MALL_ORDER_SWEEP_INTERVAL": "1s"}
-    e.update(settings)
-    return e
-
-
-def reader():
-    if "reader" not in _env:
-        nowhere = "tcp://127.0.0.1:%d" % harness.free_port()
-        _env["reader"] = harness.start_service("order", name="order-reader", env=order_env(
-            MALL_PAYMENT_ADDRS=nowhere,
-            MALL_PAYMENT_EVENTS_ADDRS="tcp://127.0.0.1:%d" % harness.free_port()))
-    return _env["reader"]
-
-
-def payment_svc():
-    if "payment" not in _env:
-        _env["payment"] = harness.start_service("payment", env={
-            "MALL_ORDER_ADDRS": reader().addr, "MALL_PAYMENT_PG_URL": sandbox().url,
-            "MALL_PAYMENT_PG_SECRET_KEY": sandbox().secret_key,
-            "MALL_PAYMENT_PG_TIMEOUT": "5s", "MALL_RPC_TIMEOUT": "5s"})
-    return _env["payment"]
-
-
-def order_svc():
-    """The order instance that consumes payment events and refunds."""
-    if "order" not in _env:
-        _env["order"] = harness.start_service("order", name="order", db=reader().db,
-                                              env=order_env(
-            MALL_PAYMENT_ADDRS=payment_svc().addr,
-            MALL_PAYMENT_EVENTS_ADDRS=payment_svc().events_addr))
-    return _env["order"]
+_stack = OrderStack("refund", "환불 시험")
+catalog, cart, member_svc, sandbox = _stack.catalog, _stack.cart, _stack.member, _stack.sandbox
+reader, payment_svc, order_svc = _stack.reader, _stack.payment, _stack.consumer
+pay, pay_ok = _stack.pay, _stack.pay_ok
+get_order, status, wait_status = _stack.get_order, _stack.status, _stack.wait_status
+stock, reservation_state, history = _stack.stock, _stack.reservation_state, _stack.history
+order_events, caught_up, unique, sku = (_stack.order_events, _stack.caught_up, _stack.unique,
+                                        _stack.sku)
 
 
 def gateway():
@@ -121,39 +57,10 @@ def gateway():
 
 # ---- calls ----
 
-def pay(method, req, **kw):
-    kw.setdefault("mutating", method == "Cancel")
-    return rpc(payment_svc().addr, "mall.payment.PaymentService", method, req, **kw)
-
-
-def pay_ok(method, req, **kw):
-    good, r = pay(method, req, **kw)
-    assert good, (method, req, r)
-    return r
-
-
 def refund(req, key=None):
     """RefundOrder at the consuming instance: (ok, reply-or-error)."""
     return rpc(order_svc().addr, "mall.order.OrderService", "RefundOrder", req, key=key,
                mutating=key is None)
-
-
-def get_order(number):
-    return ok_at(reader(), "mall.order.OrderService", "GetOrder",
-                 {"number": number, "admin": True})
-
-
-def status(number):
-    return get_order(number)["status"]
-
-
-def wait_status(number, want, timeout=20):
-    harness.wait_until(lambda: status(number) == want, timeout,
-                       "order %s %s (it is %s)" % (number, want, status(number)))
-
-
-def amount(m):
-    return int((m or {}).get("amount", 0))
 
 
 def cancel(number, body=None, key=None):
@@ -174,22 +81,6 @@ def assert_error(r, status_, code, field=None):
 
 
 # ---- fixtures ----
-
-def unique():
-    _env["n"] += 1
-    return "%d%03d" % (int(time.time() * 1000) % 10 ** 7, _env["n"])
-
-
-def sku(stock=10, price=12000):
-    n = unique()
-    cat = catalog()
-    p = ok_at(cat, "mall.catalog.Catalog", "CreateProduct", {
-        "slug": "refund-p%s" % n, "name": "한우 등심 %s" % n, "categorySlug": "refund-test",
-        "published": True}, mutating=True)
-    return ok_at(cat, "mall.catalog.Catalog", "CreateSku", {
-        "productId": p["id"], "code": "REFUND-%s" % n, "price": price, "onHand": stock},
-        mutating=True)
-
 
 def place(method="CARD", qty=1, s=None):
     """A pending_payment guest order (orderer phone PHONE): (order, sku)."""
@@ -229,16 +120,6 @@ def paid(method="CARD", qty=1, s=None):
     return get_order(n), s, key
 
 
-def stock(s):
-    (row,) = catalog().db.sql("SELECT on_hand, reserved FROM sku WHERE id = %d" % s["id"])
-    return int(row[0]), int(row[1])
-
-
-def reservation_state(number):
-    return ok_at(catalog(), "mall.catalog.Catalog", "GetReservation",
-                 {"orderId": number})["state"]
-
-
 def pg_payment(key):
     r = sandbox().payment(key)
     assert r.status == 200, r
@@ -248,24 +129,6 @@ def pg_payment(key):
 def pg_cancels(key):
     """Cancels the PG made of payment key (replays and refusals not counted)."""
     return sandbox().stats()["cancels"].get(key, 0)
-
-
-def history(number, to=None):
-    h = get_order(number).get("history", [])
-    return [x for x in h if to is None or x["to"] == to]
-
-
-def order_events(number, type_):
-    rows = reader().db.sql(
-        "SELECT count(*) FROM outbox WHERE type = '%s' AND "
-        "position(convert_to('%s', 'UTF8') in payload) > 0" % (type_, number))
-    return int(rows[0][0])
-
-
-def caught_up():
-    (last,) = payment_svc().db.sql("SELECT CASE WHEN bool_or(pub_seq IS NULL) THEN 9223372036854775807 ELSE coalesce(max(pub_seq), 0) END FROM outbox")[0]
-    rows = reader().db.sql("SELECT after_seq FROM event_cursor WHERE source = 'payment'")
-    return bool(rows) and int(rows[0][0]) >= int(last)
 
 
 def same_order(a, b):

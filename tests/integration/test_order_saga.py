@@ -21,150 +21,26 @@ import threading
 import time
 
 import harness
+from order_stack import OrderStack, amount, ok_at
 
-_env = {"n": 0, "member": 7000}
-
-
-def rpc(addr, service, method, req, key=None, mutating=False, timeout_ms=20000):
-    """(ok, reply-or-error JSON) of service/method at addr (harness.rpc_call)."""
-    return harness.rpc_call(addr, service, method, req, key=key, mutating=mutating,
-                            timeout_ms=timeout_ms)
+_env = {"member": 7000}
 
 
-def ok_at(svc, service, method, req, **kw):
-    good, r = rpc(svc.addr, service, method, req, **kw)
-    assert good, (method, req, r)
-    return r
+# ---- the services (order_stack.py) ----
 
-
-# ---- the services ----
-
-def catalog():
-    if "catalog" not in _env:
-        _env["catalog"] = harness.start_catalog()
-        ok_at(_env["catalog"], "mall.catalog.Catalog", "CreateCategory",
-              {"slug": "saga-test", "name": "사가 시험"}, mutating=True)
-    return _env["catalog"]
-
-
-def redis():
-    """A Redis of our own: the cart's idempotency records ("clear-<number>")
-    would meet those of other test programs' orders, numbered alike."""
-    if "redis" not in _env:
-        _env["redis"] = harness.start_redis()
-    return _env["redis"]
-
-
-def cart():
-    if "cart" not in _env:
-        _env["cart"] = harness.start_service("cart", env={
-            "MALL_CATALOG_ADDRS": catalog().addr, "MALL_RPC_TIMEOUT": "5s",
-            "MALL_REDIS_ADDR": redis().addr})
-    return _env["cart"]
-
-
-def member_svc():
-    if "member_svc" not in _env:
-        _env["member_svc"] = harness.start_service("member")
-    return _env["member_svc"]
-
-
-def sandbox():
-    if "pg" not in _env:
-        _env["pg"] = harness.start_sandbox_pg()
-    return _env["pg"]
-
-
-def order_env(**settings):
-    e = {"MALL_CATALOG_ADDRS": catalog().addr, "MALL_CART_ADDRS": cart().addr,
-         "MALL_MEMBER_ADDRS": member_svc().addr, "MALL_RPC_TIMEOUT": "5s",
-         "MALL_ORDER_SWEEP_INTERVAL": "1s"}
-    e.update(settings)
-    return e
-
-
-def reader():
-    """The order instance the payment service and the tests call: it does not
-    consume (nothing listens where its MALL_PAYMENT_ADDRS point)."""
-    if "reader" not in _env:
-        nowhere = "tcp://127.0.0.1:%d" % harness.free_port()
-        _env["reader"] = harness.start_service("order", name="order-reader", env=order_env(
-            MALL_PAYMENT_ADDRS=nowhere,
-            MALL_PAYMENT_EVENTS_ADDRS="tcp://127.0.0.1:%d" % harness.free_port()))
-    return _env["reader"]
-
-
-def payment_svc():
-    if "payment" not in _env:
-        _env["payment"] = harness.start_service("payment", env={
-            "MALL_ORDER_ADDRS": reader().addr, "MALL_PAYMENT_PG_URL": sandbox().url,
-            "MALL_PAYMENT_PG_SECRET_KEY": sandbox().secret_key,
-            "MALL_PAYMENT_PG_TIMEOUT": "5s", "MALL_RPC_TIMEOUT": "5s"})
-    return _env["payment"]
-
-
-def start_consumer(name="order"):
-    """An order instance consuming the payment events, on the reader's database."""
-    return harness.start_service("order", name=name, db=reader().db, env=order_env(
-        MALL_PAYMENT_ADDRS=payment_svc().addr,
-        MALL_PAYMENT_EVENTS_ADDRS=payment_svc().events_addr))
-
-
-def consumer():
-    if "consumer" not in _env:
-        _env["consumer"] = start_consumer()
-    return _env["consumer"]
-
-
-# ---- calls ----
-
-def pay(method, req, **kw):
-    kw.setdefault("mutating", method == "Cancel")
-    return rpc(payment_svc().addr, "mall.payment.PaymentService", method, req, **kw)
-
-
-def pay_ok(method, req, **kw):
-    good, r = pay(method, req, **kw)
-    assert good, (method, req, r)
-    return r
-
-
-def get_order(number):
-    return ok_at(reader(), "mall.order.OrderService", "GetOrder",
-                 {"number": number, "admin": True})
-
-
-def status(number):
-    return get_order(number)["status"]
-
-
-def wait_status(number, want, timeout=20):
-    harness.wait_until(lambda: status(number) == want, timeout,
-                       "order %s %s (it is %s)" % (number, want, status(number)))
-
-
-def amount(m):
-    return int((m or {}).get("amount", 0))
+_stack = OrderStack("saga", "사가 시험")
+catalog, redis, cart, member_svc = _stack.catalog, _stack.redis, _stack.cart, _stack.member
+sandbox, order_env, reader, payment_svc = (_stack.sandbox, _stack.order_env, _stack.reader,
+                                           _stack.payment)
+start_consumer, consumer = _stack.start_consumer, _stack.consumer
+pay, pay_ok = _stack.pay, _stack.pay_ok
+get_order, status, wait_status = _stack.get_order, _stack.status, _stack.wait_status
+stock, reservation_state, history = _stack.stock, _stack.reservation_state, _stack.history
+order_events, caught_up, unique, sku = (_stack.order_events, _stack.caught_up, _stack.unique,
+                                        _stack.sku)
 
 
 # ---- fixtures ----
-
-def unique():
-    _env["n"] += 1
-    return "%d%03d" % (int(time.time() * 1000) % 10 ** 7, _env["n"])
-
-
-def sku(stock=10, price=12000):
-    n = unique()
-    cat = catalog()
-    p = ok_at(cat, "mall.catalog.Catalog", "CreateProduct", {
-        "slug": "saga-p%s" % n, "name": "한우 등심 %s" % n, "categorySlug": "saga-test",
-        "options": [{"name": "중량", "values": ["300g"]}], "published": True}, mutating=True)
-    return ok_at(cat, "mall.catalog.Catalog", "CreateSku", {
-        "productId": p["id"], "code": "SAGA-%s" % n,
-        "optionValues": [{"option": "중량", "value": "300g"}], "price": price,
-        "onHand": stock}, mutating=True)
-
 
 def member_ref():
     _env["member"] += 1
@@ -195,38 +71,8 @@ def confirm_card(o, **fields):
     return pay("Confirm", {"paymentKey": key, "orderId": o["number"], "amount": total})
 
 
-def stock(s):
-    (row,) = catalog().db.sql("SELECT on_hand, reserved FROM sku WHERE id = %d" % s["id"])
-    return int(row[0]), int(row[1])
-
-
-def reservation_state(number):
-    return ok_at(catalog(), "mall.catalog.Catalog", "GetReservation",
-                 {"orderId": number})["state"]
-
-
 def cart_items(ref):
     return ok_at(cart(), "mall.cart.CartService", "GetCart", {"cart": ref}).get("items", [])
-
-
-def history(number, to=None):
-    h = get_order(number).get("history", [])
-    return [x for x in h if to is None or x["to"] == to]
-
-
-def order_events(number, type_):
-    """How many order.* events of type_ the order outbox holds about number."""
-    rows = reader().db.sql(
-        "SELECT count(*) FROM outbox WHERE type = '%s' AND "
-        "position(convert_to('%s', 'UTF8') in payload) > 0" % (type_, number))
-    return int(rows[0][0])
-
-
-def caught_up():
-    """Whether the order database's cursor reached the payment outbox's end."""
-    (last,) = payment_svc().db.sql("SELECT CASE WHEN bool_or(pub_seq IS NULL) THEN 9223372036854775807 ELSE coalesce(max(pub_seq), 0) END FROM outbox")[0]
-    rows = reader().db.sql("SELECT after_seq FROM event_cursor WHERE source = 'payment'")
-    return bool(rows) and int(rows[0][0]) >= int(last)
 
 
 def paid_once(numbers):
