@@ -79,8 +79,11 @@ const order_env *order_env_get(void);
 
 /* ---- order_check.c (text, phone, email, postal code: lib/check.h) ---- */
 
-/* order_check_number: whether v looks like an order number. */
+/* order_number_ok: whether v looks like an order number. */
 bool order_number_ok(const char *v);
+/* order_check_number: the field error of a request's "number" (required, an
+ * order number), if it has one. */
+void order_check_number(mall_status *st, const char *number);
 
 /* Enum <-> the text stored in the tables ("pending_payment"); NULL / 0 for
  * values that have none. */

@@ -25,6 +25,15 @@ order_number_ok(const char *v)
 	return true;
 }
 
+void
+order_check_number(mall_status *st, const char *number)
+{
+	if (*number == '\0')
+		mall_status_field(st, "number", "is required");
+	else if (!order_number_ok(number))
+		mall_status_field(st, "number", "must be an order number such as 20261126-000123");
+}
+
 /* ---- enums as stored ---- */
 
 static const char *const status_names[] = {

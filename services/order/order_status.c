@@ -179,10 +179,7 @@ order_change_status(mall_rpc_ctx *ctx, const ProtobufCMessage *req, ProtobufCMes
 	mall_arena *a = mall_rpc_ctx_arena(ctx);
 	mall_db_conn *db = mall_rpc_ctx_worker(ctx);
 	const char *trace = mall_rpc_ctx_trace_id(ctx);
-	if (*r->number == '\0')
-		mall_status_field(st, "number", "is required");
-	else if (!order_number_ok(r->number))
-		mall_status_field(st, "number", "must be an order number such as 20261126-000123");
+	order_check_number(st, r->number);
 	if (order_status_text(r->to) == NULL)
 		mall_status_field(st, "to", "is required");
 	mall_check_text(st, "actor", r->actor, 1, 64);

@@ -209,10 +209,7 @@ order_check_access_request(mall_status *st, mall_arena *a, const char *number, i
                            const char *phone, bool admin, const char **phone_out)
 {
 	*phone_out = "";
-	if (*number == '\0')
-		mall_status_field(st, "number", "is required");
-	else if (!order_number_ok(number))
-		mall_status_field(st, "number", "must be an order number such as 20261126-000123");
+	order_check_number(st, number);
 	if (member_id < 0)
 		mall_status_field(st, "memberId", "must be a positive id");
 	if (!admin && member_id == 0) {

@@ -286,9 +286,9 @@ lane_key(const Mall__Rpc__Event *ev, void *arg)
 }
 
 /* consumer_of: a consumer of the producer's events of types, with lanes
- * (keyed by lane_key) when more than 1. */
+ * (keyed by lane_key) when more than 1; inbox_keep_ms 0: the default. */
 static mall_consumer *
-consumer_of(const char *const *types, int batch, int lanes)
+consumer_of(const char *const *types, int batch, int lanes, int64_t inbox_keep_ms)
 {
 	mall_status st;
 	mall_status_clear(&st);
@@ -304,6 +304,7 @@ consumer_of(const char *const *types, int batch, int lanes)
 	    .max_backoff_ms = 400,
 	    .lanes = lanes,
 	    .key = lanes > 1 ? lane_key : NULL,
+	    .inbox_keep_ms = inbox_keep_ms,
 	};
 	if (mall_consumer_start(&c, &o, &st) != MALL_OK)
 		fail_msg("could not start a consumer: %s", st.message);
@@ -313,13 +314,13 @@ consumer_of(const char *const *types, int batch, int lanes)
 static mall_consumer *
 consumer(const char *const *types, int batch)
 {
-	return consumer_of(types, batch, 1);
+	return consumer_of(types, batch, 1, 0);
 }
 
 static mall_consumer *
 consumer_lanes(const char *const *types, int lanes)
 {
-	return consumer_of(types, 0, lanes);
+	return consumer_of(types, 0, lanes, 0);
 }
 
 static int64_t
@@ -723,22 +724,10 @@ test_inbox_is_pruned_behind_the_cursor_and_lag_shown(void **state)
 {
 	(void)state;
 	static const char *const types[] = {"test.prune", NULL};
-	mall_status st;
-	mall_status_clear(&st);
-	mall_consumer *c = NULL;
-	mall_consumer_opts o = {
-	    .source = "producer",
-	    .client = client,
-	    .events_addrs = pub_url,
-	    .db = cdb.conninfo,
-	    .types = types,
-	    .apply = apply,
-	    .inbox_keep_ms = 1000, /* pruned every second */
-	};
 	add("test.prune", "prune-1");
 	add("test.prune", "prune-2");
 	int64_t old = last_seq();
-	assert_int_equal(mall_consumer_start(&c, &o, &st), MALL_OK);
+	mall_consumer *c = consumer_of(types, 0, 1, 1000); /* pruned every second */
 	wait_cursor(old);
 	char seq[24];
 	snprintf(seq, sizeof(seq), "%lld", (long long)old);
