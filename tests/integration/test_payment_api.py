@@ -9,7 +9,8 @@ account, and the sandbox's deposit callback through the gateway makes it
 paid (a repeated callback is 200 and changes nothing); a callback with a
 wrong secret is 403 and changes nothing, a malformed one 400, one for an
 unknown order 404, one the PG cannot be asked about 503; bad confirm bodies
-are 400 and confirm nothing."""
+are 400 and confirm nothing, and a payment key the PG never issued is a 4xx
+that leaves the order payable."""
 
 import json
 import subprocess
@@ -326,6 +327,14 @@ def test_bad_confirm_bodies_confirm_nothing():
     r = confirm(c, good, csrf=False)
     assert_error(r, 403, "permission_denied")
     assert confirms(key) == 0
+    # a payment key the PG never issued: a 4xx, nothing paid, and the real
+    # key still goes through afterwards
+    r = confirm(c, dict(good, paymentKey="tgen_" + "0" * 40))
+    assert 400 <= r.status < 500 and r.body["error"]["code"], r
+    assert order_of(n)["status"] == "pending_payment"
+    r = confirm(c, good)
+    assert r.status == 200 and r.body["payment"]["status"] == "done", r
+    assert confirms(key) == 1
 
 
 def test_pg_unavailable_then_retry():
